@@ -1,0 +1,244 @@
+"""K independent tutorial BDRNNs trained as one module: stacked parameters, one recurrence per layer.
+
+Each member k is exactly ``BDRNN(hidden_size=hidden_sizes[k], num_layers=L)``. Members are padded to the
+widest one, Hmax; every weight and bias that touches a padded unit is zero, so a padded unit's gates sit
+at (o, i, f, g) = (0.5, 0.5, 0.5, 0) and its h and c stay exactly 0, and every gradient flowing into or
+out of it is exactly 0. Adam is elementwise, so one Adam over the stacked tensors updates each member as
+its own Adam would, and never moves the padding.
+
+The tutorial classifies from ``out[:, -1]``, where the last layer's backward direction has only consumed
+row 27 from a zero state; that direction is computed as that single step, everything else in full.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from signal_noise.lstm_kernel import lstm_recurrence
+from signal_noise.model import BDRNN, INPUT_SIZE, NUM_CLASSES
+
+# Internal gate slot j holds nn.LSTM's gate _TORCH_GATE[j]; nn.LSTM orders its gates (i, f, g, o).
+_TORCH_GATE = (3, 0, 1, 2)  # internal (o, i, f, g)
+_SLOT_OF_TORCH_GATE = tuple(_TORCH_GATE.index(q) for q in range(4))
+_SUFFIX = ("", "_reverse")
+
+
+class StackedBDRNN(nn.Module):
+    """K BDRNNs with the same layer count, evaluated and trained together.
+
+    Parameters (d = 0 forward, 1 backward direction; gate columns in (o, i, f, g) blocks of Hmax):
+      w_ih[l]: (2, K, In_l, 4 Hmax), In_0 = input_size, In_l = 2 Hmax (forward units, then backward).
+      w_hh[l]: (2, K, Hmax, 4 Hmax).  b_ih[l], b_hh[l]: (2, K, 4 Hmax) (kept apart, as nn.LSTM does, so
+        Adam sees the same two tensors).  fc_w: (K, 2 Hmax, num_classes).  fc_b: (K, num_classes).
+
+    Args:
+      hidden_sizes: LSTM units per direction of each member; K = len(hidden_sizes).
+      num_layers: bidirectional layers of every member.
+      input_size: features per time step.
+      num_classes: output classes.
+    """
+
+    def __init__(self, hidden_sizes: Sequence[int], num_layers: int, input_size: int = INPUT_SIZE,
+                 num_classes: int = NUM_CLASSES):
+        super().__init__()
+        if len(hidden_sizes) == 0 or min(hidden_sizes) < 1 or num_layers < 1:
+            raise ValueError(f"need >= 1 member, hidden sizes >= 1 and num_layers >= 1, got "
+                             f"hidden_sizes={list(hidden_sizes)}, num_layers={num_layers}")
+        self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
+        self.num_members = len(self.hidden_sizes)
+        self.hmax = max(self.hidden_sizes)
+        self.num_layers = num_layers
+        self.input_size = input_size
+        self.num_classes = num_classes
+        k, hm = self.num_members, self.hmax
+        in_sizes = [input_size] + [2 * hm] * (num_layers - 1)
+        self.w_ih = nn.ParameterList([nn.Parameter(torch.zeros(2, k, n_in, 4 * hm)) for n_in in in_sizes])
+        self.w_hh = nn.ParameterList([nn.Parameter(torch.zeros(2, k, hm, 4 * hm)) for _ in in_sizes])
+        self.b_ih = nn.ParameterList([nn.Parameter(torch.zeros(2, k, 4 * hm)) for _ in in_sizes])
+        self.b_hh = nn.ParameterList([nn.Parameter(torch.zeros(2, k, 4 * hm)) for _ in in_sizes])
+        self.fc_w = nn.Parameter(torch.zeros(k, 2 * hm, num_classes))
+        self.fc_b = nn.Parameter(torch.zeros(k, num_classes))
+        self._init_default()
+
+    # ---- mapping between the tutorial's nn.LSTM layout and the stacked one ----------------------------
+
+    def _index(self, k: int, layer: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Internal positions of member k's real entries.
+
+        Returns:
+          rows_in: (In_l of the member,) internal input rows of nn.LSTM's weight_ih columns.
+          cols: (4 h,) internal gate columns of nn.LSTM's gate rows (i, f, g, o blocks of h).
+          feat: (2 h,) internal rows of fc's input features (forward units, then backward).
+        """
+        h, hm = self.hidden_sizes[k], self.hmax
+        units = torch.arange(h, device=device)
+        feat = torch.cat([units, hm + units])
+        rows_in = torch.arange(self.input_size, device=device) if layer == 0 else feat
+        cols = torch.cat([_SLOT_OF_TORCH_GATE[q] * hm + units for q in range(4)])
+        return rows_in, cols, feat
+
+    def load_members(self, models: Sequence[BDRNN]) -> "StackedBDRNN":
+        """Copy K tutorial models' weights in; padded entries are set to zero.
+
+        Args:
+          models: K BDRNNs, models[k] with hidden_sizes[k] units and num_layers layers.
+        Returns:
+          self.
+        """
+        if len(models) != self.num_members:
+            raise ValueError(f"expected {self.num_members} models, got {len(models)}")
+        for k, m in enumerate(models):
+            if (m.hidden_size, m.num_layers) != (self.hidden_sizes[k], self.num_layers) or \
+                    m.lstm.input_size != self.input_size or m.fc.out_features != self.num_classes:
+                raise ValueError(
+                    f"member {k}: model has hidden_size={m.hidden_size}, num_layers={m.num_layers}, "
+                    f"input_size={m.lstm.input_size}, num_classes={m.fc.out_features}; the stack expects "
+                    f"hidden_size={self.hidden_sizes[k]}, num_layers={self.num_layers}, "
+                    f"input_size={self.input_size}, num_classes={self.num_classes}")
+        with torch.no_grad():
+            for p in self.parameters():
+                p.zero_()
+            for k, m in enumerate(models):
+                sd = {name: t.detach().to(self.fc_w.device, self.fc_w.dtype) for name, t in m.state_dict().items()}
+                for layer in range(self.num_layers):
+                    rows_in, cols, _ = self._index(k, layer, self.fc_w.device)
+                    units = torch.arange(self.hidden_sizes[k], device=self.fc_w.device)
+                    for d, suf in enumerate(_SUFFIX):
+                        self.w_ih[layer][d, k][rows_in[:, None], cols] = sd[f"lstm.weight_ih_l{layer}{suf}"].T
+                        self.w_hh[layer][d, k][units[:, None], cols] = sd[f"lstm.weight_hh_l{layer}{suf}"].T
+                        self.b_ih[layer][d, k][cols] = sd[f"lstm.bias_ih_l{layer}{suf}"]
+                        self.b_hh[layer][d, k][cols] = sd[f"lstm.bias_hh_l{layer}{suf}"]
+                _, _, feat = self._index(k, 0, self.fc_w.device)
+                self.fc_w[k][feat] = sd["fc.weight"].T
+                self.fc_b[k] = sd["fc.bias"]
+        return self
+
+    @classmethod
+    def from_members(cls, models: Sequence[BDRNN]) -> "StackedBDRNN":
+        """A stack holding copies of ``models`` (all with the same num_layers), float32 on the CPU."""
+        if len(models) == 0:
+            raise ValueError("need at least one model")
+        m0 = models[0]
+        stack = cls([m.hidden_size for m in models], m0.num_layers, m0.lstm.input_size, m0.fc.out_features)
+        return stack.load_members(models)
+
+    def member_state_dict(self, k: int) -> dict[str, torch.Tensor]:
+        """Member k's weights in the tutorial's layout, for ``BDRNN(hidden_size=hidden_sizes[k],
+        num_layers=num_layers).load_state_dict``: keys ``lstm.weight_ih_l0``, ..., ``fc.bias``, CPU tensors
+        of this module's dtype, detached copies."""
+        out: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            for layer in range(self.num_layers):
+                rows_in, cols, _ = self._index(k, layer, self.fc_w.device)
+                units = torch.arange(self.hidden_sizes[k], device=self.fc_w.device)
+                for d, suf in enumerate(_SUFFIX):
+                    out[f"lstm.weight_ih_l{layer}{suf}"] = self.w_ih[layer][d, k][rows_in[:, None], cols].T
+                    out[f"lstm.weight_hh_l{layer}{suf}"] = self.w_hh[layer][d, k][units[:, None], cols].T
+                    out[f"lstm.bias_ih_l{layer}{suf}"] = self.b_ih[layer][d, k][cols]
+                    out[f"lstm.bias_hh_l{layer}{suf}"] = self.b_hh[layer][d, k][cols]
+            _, _, feat = self._index(k, 0, self.fc_w.device)
+            out["fc.weight"] = self.fc_w[k][feat].T
+            out["fc.bias"] = self.fc_b[k].clone()
+        return {name: t.detach().contiguous().cpu() for name, t in out.items()}
+
+    def padding_mask(self) -> dict[str, torch.Tensor]:
+        """Where each parameter is padding: name (as in named_parameters) -> bool tensor of its shape,
+        True at entries that must stay exactly 0."""
+        real = {name: torch.zeros_like(p, dtype=torch.bool) for name, p in self.named_parameters()}
+        dev = self.fc_w.device
+        for k, h in enumerate(self.hidden_sizes):
+            units = torch.arange(h, device=dev)
+            for layer in range(self.num_layers):
+                rows_in, cols, _ = self._index(k, layer, dev)
+                for d in range(2):
+                    real[f"w_ih.{layer}"][d, k][rows_in[:, None], cols] = True
+                    real[f"w_hh.{layer}"][d, k][units[:, None], cols] = True
+                    real[f"b_ih.{layer}"][d, k][cols] = True
+                    real[f"b_hh.{layer}"][d, k][cols] = True
+            _, _, feat = self._index(k, 0, dev)
+            real["fc_w"][k][feat] = True
+            real["fc_b"][k] = True
+        return {name: ~mask for name, mask in real.items()}
+
+    def _init_default(self) -> None:
+        """PyTorch's default LSTM/Linear distributions on each member's real entries (from the global
+        RNG); runs that need their own seed build BDRNNs with make_model and call load_members."""
+        with torch.no_grad():
+            masks = self.padding_mask()
+            for name, p in self.named_parameters():
+                p.zero_()
+            for k, h in enumerate(self.hidden_sizes):
+                for layer in range(self.num_layers):
+                    for p in (self.w_ih[layer], self.w_hh[layer], self.b_ih[layer], self.b_hh[layer]):
+                        p[:, k].uniform_(-1.0 / math.sqrt(h), 1.0 / math.sqrt(h))
+                bound = 1.0 / math.sqrt(2 * h)
+                self.fc_w[k].uniform_(-bound, bound)
+                self.fc_b[k].uniform_(-bound, bound)
+            for name, p in self.named_parameters():
+                p.masked_fill_(masks[name], 0.0)
+
+    # ---- forward ----------------------------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of every member.
+
+        Args:
+          x: (K, B, T, input_size), member k reading its own batch x[k]; or (B, T, input_size), one batch
+            read by all members (broadcast, not copied K times).
+        Returns:
+          (K, B, num_classes) logits; [k] equals BDRNN member k applied to its batch.
+        """
+        k, hm = self.num_members, self.hmax
+        if x.dim() == 3:
+            x = x.unsqueeze(0)
+        elif x.dim() != 4 or x.shape[0] != k:
+            raise ValueError(f"x must be (B, T, {self.input_size}) or ({k}, B, T, {self.input_size}), "
+                             f"got {tuple(x.shape)}")
+        steps, batch = x.shape[2], x.shape[1]
+        # Time-major rows, so a step's B rows are contiguous in the projection; a size-1 leading dim
+        # broadcasts over the members via expand (stride 0) instead of a copy.
+        x_f = x.transpose(1, 2).reshape(x.shape[0], steps * batch, -1).expand(k, -1, -1)
+        x_last = x[:, :, -1].expand(k, -1, -1)  # (K, B, in): what the last backward step reads
+        hs = None  # (2K, T, B, Hmax) of the previous layer, both directions in step order
+        for layer in range(self.num_layers):
+            bias = (self.b_ih[layer] + self.b_hh[layer]).unsqueeze(2)  # (2, K, 1, 4Hmax)
+            w_ih = self.w_ih[layer]
+            if layer == 0:
+                inp_f = x_f
+            else:
+                h_f, h_b = hs[:k], hs[k:]
+                # Layer input at time t is [h_f(t), h_b(t)], and the backward cell produced h_b(t) at
+                # step T-1-t: reorder once per layer, not per step.
+                inp_time = torch.cat([h_f, h_b.flip(1)], -1)  # (K, T, B, 2Hmax)
+                inp_f = inp_time.view(k, steps * batch, 2 * hm)
+                x_last = torch.cat([h_f[:, -1], h_b[:, 0]], -1)
+            g_f = torch.baddbmm(bias[0], inp_f, w_ih[0]).view(k, steps, batch, 4 * hm)
+            if layer < self.num_layers - 1:
+                if layer == 0:
+                    inp_b = x.flip(2).transpose(1, 2).reshape(x.shape[0], steps * batch, -1).expand(k, -1, -1)
+                else:
+                    inp_b = inp_time.flip(1).view(k, steps * batch, 2 * hm)
+                g_b = torch.baddbmm(bias[1], inp_b, w_ih[1]).view(k, steps, batch, 4 * hm)
+                hs = lstm_recurrence(self.w_hh[layer].flatten(0, 1), g_f, g_b)
+            else:
+                h_fwd = lstm_recurrence(self.w_hh[layer][0], g_f)[:, -1]
+                h_bwd = self._first_step(torch.baddbmm(bias[1], x_last, w_ih[1]))
+        feat = torch.cat([h_fwd, h_bwd], -1)  # (K, B, 2Hmax) = the tutorial's out[:, -1, :]
+        return torch.baddbmm(self.fc_b.unsqueeze(1), feat, self.fc_w)
+
+    def _first_step(self, pre: torch.Tensor) -> torch.Tensor:
+        """One LSTM step from h0 = c0 = 0: the recurrent and forget-gate terms vanish.
+
+        Args:
+          pre: (K, B, 4Hmax) x W_ih + b_ih + b_hh, gates (o, i, f, g).
+        Returns:
+          (K, B, Hmax) h.
+        """
+        hm = self.hmax
+        o = torch.sigmoid(pre[..., :hm])
+        i = torch.sigmoid(pre[..., hm: 2 * hm])
+        g = torch.tanh(pre[..., 3 * hm:])
+        return o * torch.tanh(i * g)
