@@ -107,7 +107,15 @@ def seeds_per_level_needed(difference: float, sd: float, alpha: float = 0.05, po
     if not (sd > 0) or not np.isfinite(difference) or difference == 0:
         return None
     d, solver = abs(difference) / sd, TTestIndPower()
-    achieved = lambda n: solver.power(effect_size=d, nobs1=n, alpha=alpha, ratio=1.0)  # noqa: E731
+
+    def achieved(n: int) -> float:
+        value = solver.power(effect_size=d, nobs1=n, alpha=alpha, ratio=1.0)
+        if np.isfinite(value):
+            return float(value)
+        # statsmodels' two-sided power can be NaN for large d (the far tail underflows); the upper tail
+        # at alpha/2 is then all of it
+        return float(solver.power(effect_size=d, nobs1=n, alpha=alpha / 2, ratio=1.0, alternative="larger"))
+
     if achieved(2) >= power:
         return 2
     with warnings.catch_warnings():
