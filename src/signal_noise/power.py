@@ -27,8 +27,12 @@ def _bootstrap(samples: tuple, statistic, rng: np.random.Generator, n_resamples:
                confidence: float) -> tuple[float, float]:
     if any(len(s) < 2 for s in samples):
         return (math.nan, math.nan)
-    ci = stats.bootstrap(samples, statistic, method="percentile", vectorized=True, axis=-1,
-                         n_resamples=n_resamples, confidence_level=confidence, rng=rng).confidence_interval
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        # a ratio whose resampled denominator is 0 gives inf or NaN bounds: reported as such, not warned
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        ci = stats.bootstrap(samples, statistic, method="percentile", vectorized=True, axis=-1,
+                             n_resamples=n_resamples, confidence_level=confidence, rng=rng).confidence_interval
     return (float(ci.low), float(ci.high))
 
 
