@@ -84,7 +84,8 @@ def test_values_agree_with_the_stats_functions(study, result):
         assert e["signal"]["effect"] == pytest.approx(stats.effect_size(sig.acc, sig[p]))
         assert e["noise"]["effect"] == pytest.approx(stats.effect_size(noise.acc, noise[p]))
         assert e["ratio"] == pytest.approx(e["signal"]["effect"] / e["noise"]["effect"])
-        assert e["signal"]["ci"][0] <= e["signal"]["effect"] <= e["signal"]["ci"][1]
+        if p != "num_layers":   # planted effects; a null one's percentile interval may sit above it
+            assert e["signal"]["ci"][0] <= e["signal"]["effect"] <= e["signal"]["ci"][1]
         assert e["noise"]["expected_effect"] == pytest.approx(
             result["noise"]["sd"] / math.sqrt(210 / len(GRID[p])) * stats.expected_range([1] * len(GRID[p])))
     assert result["noise"]["test_set_floor_sd"] == pytest.approx(

@@ -334,7 +334,8 @@ def _epoch(text: str) -> int | str:
 def register(sub) -> None:
     """Add the ``analyze`` sub-command to ``sub`` (an argparse subparsers object)."""
     p = sub.add_parser("analyze", help="compare the signal and noise arms: effects, p-values, intervals, power",
-                       description=__doc__.splitlines()[0])
+                       description="Compare the signal and noise arms of a sweep: the write-up's effect sizes, "
+                                   "p-values against the noise baseline, bootstrap intervals, seeds needed.")
     p.add_argument("results", metavar="RESULTS", help="results store (.sqlite/.db) or tidy .csv/.parquet table")
     p.add_argument("--metric", default="acc", help="metric column (default: acc)")
     p.add_argument("--params", default=",".join(DEFAULT_PARAMS), help="comma list of hyperparameter columns")

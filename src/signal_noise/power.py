@@ -8,9 +8,11 @@ best-minus-worst spread in SEs of a difference of two level means): 6 SE over 7 
 percentile 94% vs BCa 87%; 24 SE over 10 levels of 21, 96% vs 91%; 6 SE over 3 levels of 70, 95% vs
 93%; only at 3 SE did BCa do better (88% vs 82%). The effect size, max minus min of level means, is
 non-smooth and biased upward: under pure noise its expectation is sigma / sqrt(n) * d2(k) > 0 (see
-``stats.expected_noise_effect``), so small effects are overstated and their intervals undercover,
-and an interval for a Noise-arm effect never covers 0 (a range cannot be negative). Read a Noise
-effect and its interval against the expected noise effect, not against zero.
+``stats.expected_noise_effect``), so small effects are overstated and their intervals undercover;
+for an effect near the noise level the bootstrap adds its own upward bias and the percentile
+interval can even lie wholly above the estimate. An interval for a Noise-arm effect never covers 0
+(a range cannot be negative). Read small effects and their intervals against the expected noise
+effect, not against zero; the p-values, not these intervals, are the test.
 """
 from __future__ import annotations
 
