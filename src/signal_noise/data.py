@@ -18,7 +18,6 @@ import hashlib
 import io
 import os
 import pickle
-import shutil
 import socket
 import subprocess
 import sys
@@ -105,6 +104,7 @@ _ALLOWED_GLOBALS = {
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how Python 3 writes bytes at protocol 2: str -> bytes, nothing more
 }
 
 
@@ -114,6 +114,10 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in _ALLOWED_GLOBALS:
             raise UserError(f"refusing to unpickle {module}.{name}: only numpy arrays are allowed")
+        if module == "_codecs":
+            import codecs
+
+            return codecs.encode
         if name == "_reconstruct":
             try:
                 from numpy._core.multiarray import _reconstruct

@@ -236,7 +236,8 @@ class Store:
             self.conn.executemany(
                 "UPDATE runs SET status='running', holder=?, lease_expires=?, attempts=attempts+1, started_at=? "
                 "WHERE run_id=?", [(holder, now + LEASE_SECONDS, now, r["run_id"]) for r in chosen])
-        return chosen
+            fresh = {r["run_id"]: r for r in self._rows("holder=? AND status='running'", (holder,))}
+        return [fresh[r["run_id"]] for r in chosen]
 
     def renew(self, holder: str) -> None:
         with self.transaction():

@@ -266,35 +266,40 @@ def register(sub) -> None:
     p.set_defaults(func=_run)
 
 
-def options_from_args(args) -> SweepOptions:
+def make_options(arm: str, profile: str, store: str | None = None, workers: int | None = None,
+                 threads: int | None = None, device: str = "auto", limit: int | None = None,
+                 data_root: str | None = None, engine: str = "auto", wandb_mode: str | None = None,
+                 retry_failed: bool = False) -> SweepOptions:
+    """Validated sweep options with the machine's defaults filled in (the CLI and the notebook use it)."""
     from .train import resolve_device
 
-    check_arm(args.arm)
-    profile = get_profile(args.profile)
-    device = str(resolve_device(args.device))
-    workers = args.workers if args.workers is not None else default_workers(device)
+    check_arm(arm)
+    prof = get_profile(profile)
+    dev = str(resolve_device(device))
+    workers = workers if workers is not None else default_workers(dev)
     if workers < 1:
         raise UserError(f"workers must be at least 1, got {workers}")
-    if args.limit is not None and args.limit < 0:
-        raise UserError(f"limit must be non-negative, got {args.limit}")
-    threads = args.threads if args.threads is not None else max(1, usable_cores() // workers)
+    if limit is not None and limit < 0:
+        raise UserError(f"limit must be non-negative, got {limit}")
+    threads = threads if threads is not None else max(1, usable_cores() // workers)
     if threads < 1:
         raise UserError(f"threads must be at least 1, got {threads}")
-    mode = args.wandb or os.environ.get("WANDB_MODE") or "offline"
+    if engine not in ("auto", "single", "batched"):
+        raise UserError(f"unknown engine {engine!r}; use auto, single or batched")
+    mode = wandb_mode or os.environ.get("WANDB_MODE") or "offline"
     if mode not in ("offline", "online", "disabled"):
         raise UserError(f"unknown W&B mode {mode!r}; use offline, online or disabled")
-    if args.store:
-        store = args.store
-    else:
-        store = str(default_store(profile.name))
+    if not store:
+        store = str(default_store(prof.name))
         Path(store).parent.mkdir(parents=True, exist_ok=True)
-    return SweepOptions(arm=args.arm, profile=profile.name, store=store, workers=workers, threads=threads,
-                        device=device, limit=args.limit, data_root=str(args.data_root or DATA_DIR),
-                        engine=args.engine, wandb_mode=mode, retry_failed=args.retry_failed)
+    return SweepOptions(arm=arm, profile=prof.name, store=str(store), workers=workers, threads=threads,
+                        device=dev, limit=limit, data_root=str(data_root or DATA_DIR), engine=engine,
+                        wandb_mode=mode, retry_failed=retry_failed)
 
 
 def _run(args) -> int:
-    opts = options_from_args(args)
+    opts = make_options(args.arm, args.profile, args.store, args.workers, args.threads, args.device,
+                        args.limit, args.data_root, args.engine, args.wandb, args.retry_failed)
     try:
         counts = run_sweep(opts, progress=not args.quiet)
     except (KeyboardInterrupt, Abandon):
