@@ -1,35 +1,56 @@
-"""The LSTM recurrence of many independent cells at once, as one autograd Function with a hand-written BPTT.
+"""One LSTM layer of many independent cells at once, as an autograd Function with a hand-written BPTT.
 
-The input projection (x W_ih + b) is done outside in a single matmul per layer and direction; this Function
-only runs the part that is inherently sequential. N independent recurrences (K members x 2 directions, or
-K members for a last layer's forward direction) advance together, so each time step is one batched matmul
-and a handful of elementwise kernels, whatever N is.
+N independent cells (K members x 2 directions, or K members for a last layer's forward direction) advance
+together, so each time step costs one batched matmul and a handful of elementwise kernels whatever N is.
+The input projection for all T steps is computed inside the Function, straight into the buffer the
+recurrence then works in, so no preactivation tensor is allocated or copied on the way.
 
-Internal gate order is (o, i, f, g): the three sigmoid gates are adjacent, so one kernel activates them,
-and in the backward pass the gates driven by dc (i, f, g) are adjacent, so one kernel covers them.
+Conventions: gate columns are in (o, i, f, g) blocks of H, so one kernel activates the three sigmoid gates,
+and in the backward pass the three gates driven by dc (i, f, g) are adjacent too. Cells start from
+h0 = c0 = 0. Rows of a (N, T * B, .) tensor are step-major: row s * B + b is step s of sample b; a backward
+direction's inputs arrive already reversed in time, so "step" is the order in which a cell consumes them.
 """
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 
 
-class LSTMRecurrence(torch.autograd.Function):
-    """h_t, c_t of N LSTM cells from precomputed input preactivations, zero initial state.
+class LSTMLayer(torch.autograd.Function):
+    """Hidden states of N LSTM cells, input projection included.
 
     Forward args:
-      w_hh: (N, H, 4H) recurrent weights, transposed (h @ w_hh), gate columns in (o, i, f, g) order.
-      *g_parts: tensors (N_j, T, B, 4H) with sum N_j = N: x_t W_ih + b_ih + b_hh for each step, in the
-        order the cell consumes them (a backward direction's parts are already time-reversed).
+      steps: T.
+      terms: ((row0, rows), ...), one per projection term: cells row0 .. row0 + rows - 1 receive
+        inp_j @ w_j. Several terms may feed the same cells (they add up), e.g. the two halves of a
+        bidirectional layer's input.
+      out_split: sizes (summing to N) of the cell groups returned as separate outputs.
+      last_only: return only the final step's h.
+      w_hh: (N, H, 4H) recurrent weights, transposed (h @ w_hh).
+      bias: (N, 4H) b_ih + b_hh.
+      *tensors: inp_0, w_0, inp_1, w_1, ...: inp_j (rows_j, T * B, In_j) (may be expanded along dim 0),
+        w_j (rows_j, In_j, 4H).
     Returns:
-      (N, T, B, H) hidden states, step s of cell n at [n, s].
+      one (n_g, T, B, H) tensor per group of out_split (views of one buffer), or (N, B, H) if last_only.
     """
 
     @staticmethod
-    def forward(ctx, w_hh: torch.Tensor, *g_parts: torch.Tensor) -> torch.Tensor:
-        # The preactivation buffer becomes the activation buffer in place; cat also gives us our own copy.
-        act = torch.cat(g_parts, 0) if len(g_parts) > 1 else g_parts[0].contiguous().clone()
-        n, steps, batch, four_h = act.shape
-        h = four_h // 4
+    def forward(ctx, steps, terms, out_split, last_only, w_hh, bias, *tensors):
+        n, h = w_hh.shape[0], w_hh.shape[1]
+        batch = tensors[0].shape[1] // steps
+        act = w_hh.new_empty(n, steps, batch, 4 * h)
+        flat = act.view(n, steps * batch, 4 * h)
+        started = set()
+        for j, (row0, rows) in enumerate(terms):
+            inp, w = tensors[2 * j], tensors[2 * j + 1]
+            dst = flat[row0: row0 + rows]
+            if row0 in started:  # a later term for the same cells adds in place
+                dst.baddbmm_(inp, w)
+            else:
+                torch.baddbmm(bias[row0: row0 + rows].unsqueeze(1), inp, w, out=dst)
+                started.add(row0)
+
         # Slot 0 of hs/cs is the zero initial state, so step s reads slot s and writes slot s + 1.
         hs = act.new_zeros(n, steps + 1, batch, h)
         cs = act.new_zeros(n, steps + 1, batch, h)
@@ -44,58 +65,94 @@ class LSTMRecurrence(torch.autograd.Function):
             c.addcmul_(a[..., h: 2 * h], a[..., 3 * h:])
             torch.tanh(c, out=tanh_c[:, s])
             torch.mul(a[..., :h], tanh_c[:, s], out=hs[:, s + 1])
-        ctx.save_for_backward(w_hh, act, cs, tanh_c, hs)
-        ctx.part_sizes = [p.shape[0] for p in g_parts]
-        return hs[:, 1:]
+
+        ctx.save_for_backward(w_hh, act, cs, tanh_c, hs, *tensors)
+        ctx.terms, ctx.out_split, ctx.last_only = terms, out_split, last_only
+        ctx.set_materialize_grads(False)
+        if last_only:
+            return hs[:, steps]
+        outs, row0 = [], 0
+        for rows in out_split:
+            outs.append(hs[row0: row0 + rows, 1:])
+            row0 += rows
+        return tuple(outs)
 
     @staticmethod
-    def backward(ctx, d_hs: torch.Tensor):
-        w_hh, act, cs, tanh_c, hs = ctx.saved_tensors
+    def backward(ctx, *d_outs):
+        w_hh, act, cs, tanh_c, hs, *tensors = ctx.saved_tensors
         n, steps, batch, four_h = act.shape
         h = four_h // 4
         o, i, f, g = (act[..., j * h: (j + 1) * h] for j in range(4))
+        if ctx.last_only:
+            d_last, d_hs = d_outs[0], None
+        else:
+            # An output nobody used arrives as None (set_materialize_grads(False)): zeros for its cells.
+            d_last = None
+            parts = [act.new_zeros(rows, steps, batch, h) if d is None else d
+                     for d, rows in zip(d_outs, ctx.out_split)]
+            d_hs = parts[0] if len(parts) == 1 else torch.cat(parts, 0)
 
-        # Everything that does not depend on the incoming gradient is computed for all steps at once,
-        # leaving the sequential loop with five kernels per step.
-        # mult[..., gate] * (dh for o, dc for i, f, g) = d preactivation of that gate.
-        mult = torch.empty_like(act)
-        sig = act[..., : 3 * h]
-        torch.addcmul(sig, sig, sig, value=-1.0, out=mult[..., : 3 * h])  # s(1 - s)
-        mult[..., :h].mul_(tanh_c)
-        mult[..., h: 2 * h].mul_(g)
-        mult[..., 2 * h: 3 * h].mul_(cs[:, :steps])
-        torch.addcmul(i, i, g * g, value=-1.0, out=mult[..., 3 * h:])  # i (1 - g^2)
-        dc_from_dh = torch.addcmul(o, o, tanh_c * tanh_c, value=-1.0)  # o (1 - tanh(c)^2)
-
+        # d_pre[:, s] = mult[:, s] * (dh for o | dc for i, f, g). mult does not depend on the incoming
+        # gradient, so it is computed for all steps at once, in the buffer that then becomes d_pre.
         d_pre = torch.empty_like(act)
+        sig = act[..., : 3 * h]
+        torch.addcmul(sig, sig, sig, value=-1.0, out=d_pre[..., : 3 * h])  # s (1 - s)
+        d_pre[..., :h].mul_(tanh_c)
+        d_pre[..., h: 2 * h].mul_(g)
+        d_pre[..., 2 * h: 3 * h].mul_(cs[:, :steps])
+        m_g = torch.mul(g, g, out=d_pre[..., 3 * h:])
+        torch.addcmul(i, i, m_g, value=-1.0, out=m_g)  # i (1 - g^2)
+        dc_from_dh = tanh_c * tanh_c
+        torch.addcmul(o, o, dc_from_dh, value=-1.0, out=dc_from_dh)  # o (1 - tanh(c)^2)
+
         dc = act.new_zeros(n, batch, h)  # carries dc_{s+1} f_{s+1} into step s
         dh_buf = act.new_empty(n, batch, h)
-        w_t = w_hh.transpose(1, 2)
+        w_t = w_hh.transpose(1, 2).contiguous()  # a contiguous B operand is the faster GEMM here
         for s in range(steps - 1, -1, -1):
             if s == steps - 1:
-                dh = d_hs[:, s]
+                dh = d_last if ctx.last_only else d_hs[:, s]
+            elif ctx.last_only:
+                dh = torch.bmm(d_pre[:, s + 1], w_t, out=dh_buf)
             else:
                 dh = torch.baddbmm(d_hs[:, s], d_pre[:, s + 1], w_t, out=dh_buf)
             dc.addcmul_(dh, dc_from_dh[:, s])
             dp = d_pre[:, s]
-            torch.mul(dh, mult[:, s, :, :h], out=dp[..., :h])
-            torch.mul(dc.unsqueeze(2), mult[:, s, :, h:].unflatten(-1, (3, h)),
-                      out=dp[..., h:].unflatten(-1, (3, h)))
+            dp[..., :h].mul_(dh)
+            dp[..., h:].unflatten(-1, (3, h)).mul_(dc.unsqueeze(2))
             dc.mul_(f[:, s])
 
+        flat = d_pre.view(n, steps * batch, four_h)
         # One matmul over all steps for the recurrent weights: sum_s h_{s-1}^T d_pre_s.
         h_prev = hs[:, :steps].reshape(n, steps * batch, h)
-        d_w = torch.bmm(h_prev.transpose(1, 2), d_pre.view(n, steps * batch, four_h))
-        return (d_w, *d_pre.split(ctx.part_sizes, 0))
+        d_w_hh = torch.bmm(h_prev.transpose(1, 2), flat) if ctx.needs_input_grad[4] else None
+        d_bias = flat.sum(1) if ctx.needs_input_grad[5] else None
+        d_tensors = []
+        for j, (row0, rows) in enumerate(ctx.terms):
+            inp, w = tensors[2 * j], tensors[2 * j + 1]
+            d_j = flat[row0: row0 + rows]
+            need_inp, need_w = ctx.needs_input_grad[6 + 2 * j], ctx.needs_input_grad[7 + 2 * j]
+            d_tensors.append(torch.bmm(d_j, w.transpose(1, 2)) if need_inp else None)
+            d_tensors.append(torch.bmm(inp.transpose(1, 2), d_j) if need_w else None)
+        return (None, None, None, None, d_w_hh, d_bias, *d_tensors)
 
 
-def lstm_recurrence(w_hh: torch.Tensor, *g_parts: torch.Tensor) -> torch.Tensor:
-    """Functional form of :class:`LSTMRecurrence`.
+def lstm_layer(w_hh: torch.Tensor, bias: torch.Tensor, steps: int,
+               terms: Sequence[tuple[int, int, torch.Tensor, torch.Tensor]],
+               out_split: Sequence[int] | None = None, last_only: bool = False):
+    """Run N LSTM cells over ``steps`` steps (functional form of :class:`LSTMLayer`).
 
     Args:
       w_hh: (N, H, 4H) recurrent weights, gate columns (o, i, f, g).
-      *g_parts: (N_j, T, B, 4H) input preactivations, sum N_j = N.
+      bias: (N, 4H) b_ih + b_hh.
+      steps: T.
+      terms: (row0, rows, inp, w) projection terms; inp (rows, T * B, In) step-major, w (rows, In, 4H).
+        The first term touching a cell must cover exactly the cells of the later terms it shares.
+      out_split: sizes of the returned groups of cells (default: one group of all N).
+      last_only: return only h after the last step.
     Returns:
-      (N, T, B, H) hidden states in step order.
+      tuple of (n_g, T, B, H) hidden states in step order, one per group; or (N, B, H) if last_only.
     """
-    return LSTMRecurrence.apply(w_hh, *g_parts)
+    layout = tuple((row0, rows) for row0, rows, _, _ in terms)
+    flat = [t for _, _, inp, w in terms for t in (inp, w)]
+    split = tuple(out_split) if out_split is not None else (w_hh.shape[0],)
+    return LSTMLayer.apply(steps, layout, split, last_only, w_hh, bias, *flat)

@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from signal_noise.lstm_kernel import lstm_recurrence
+from signal_noise.lstm_kernel import lstm_layer
 from signal_noise.model import BDRNN, INPUT_SIZE, NUM_CLASSES
 
 # Internal gate slot j holds nn.LSTM's gate _TORCH_GATE[j]; nn.LSTM orders its gates (i, f, g, o).
@@ -197,35 +197,35 @@ class StackedBDRNN(nn.Module):
         elif x.dim() != 4 or x.shape[0] != k:
             raise ValueError(f"x must be (B, T, {self.input_size}) or ({k}, B, T, {self.input_size}), "
                              f"got {tuple(x.shape)}")
-        steps, batch = x.shape[2], x.shape[1]
-        # Time-major rows, so a step's B rows are contiguous in the projection; a size-1 leading dim
-        # broadcasts over the members via expand (stride 0) instead of a copy.
-        x_f = x.transpose(1, 2).reshape(x.shape[0], steps * batch, -1).expand(k, -1, -1)
-        x_last = x[:, :, -1].expand(k, -1, -1)  # (K, B, in): what the last backward step reads
-        hs = None  # (2K, T, B, Hmax) of the previous layer, both directions in step order
+        steps, batch, tb = x.shape[2], x.shape[1], x.shape[1] * x.shape[2]
+        # Step-major rows, so a step's B rows are contiguous in the projection; a shared batch's size-1
+        # leading dim broadcasts over the members via expand (stride 0) instead of a copy.
+        x_f = x.transpose(1, 2).reshape(x.shape[0], tb, -1).expand(k, -1, -1)
         for layer in range(self.num_layers):
-            bias = (self.b_ih[layer] + self.b_hh[layer]).unsqueeze(2)  # (2, K, 1, 4Hmax)
-            w_ih = self.w_ih[layer]
+            last = layer == self.num_layers - 1
+            bias = self.b_ih[layer] + self.b_hh[layer]  # (2, K, 4Hmax)
+            w = self.w_ih[layer]
             if layer == 0:
-                inp_f = x_f
+                fwd = [(x_f, w[0])]
+                if not last:
+                    x_b = x.flip(2).transpose(1, 2).reshape(x.shape[0], tb, -1).expand(k, -1, -1)
+                    bwd = [(x_b, w[1])]
+                last_in = x[:, :, -1].expand(k, -1, -1)  # row T-1, all the last backward step reads
             else:
-                h_f, h_b = hs[:k], hs[k:]
-                # Layer input at time t is [h_f(t), h_b(t)], and the backward cell produced h_b(t) at
-                # step T-1-t: reorder once per layer, not per step.
-                inp_time = torch.cat([h_f, h_b.flip(1)], -1)  # (K, T, B, 2Hmax)
-                inp_f = inp_time.view(k, steps * batch, 2 * hm)
-                x_last = torch.cat([h_f[:, -1], h_b[:, 0]], -1)
-            g_f = torch.baddbmm(bias[0], inp_f, w_ih[0]).view(k, steps, batch, 4 * hm)
-            if layer < self.num_layers - 1:
-                if layer == 0:
-                    inp_b = x.flip(2).transpose(1, 2).reshape(x.shape[0], steps * batch, -1).expand(k, -1, -1)
-                else:
-                    inp_b = inp_time.flip(1).view(k, steps * batch, 2 * hm)
-                g_b = torch.baddbmm(bias[1], inp_b, w_ih[1]).view(k, steps, batch, 4 * hm)
-                hs = lstm_recurrence(self.w_hh[layer].flatten(0, 1), g_f, g_b)
+                # Input at time t is [h_f(t), h_b(t)] and the backward cell made h_b(t) at step T-1-t, so
+                # each direction reads one half as is and the other time-reversed: two terms, no concat.
+                fwd = [(h_f.reshape(k, tb, hm), w[0, :, :hm]), (h_b.flip(1).reshape(k, tb, hm), w[0, :, hm:])]
+                if not last:
+                    bwd = [(h_f.flip(1).reshape(k, tb, hm), w[1, :, :hm]), (h_b.reshape(k, tb, hm), w[1, :, hm:])]
+                last_in = torch.cat([h_f[:, -1], h_b[:, 0]], -1)
+            if not last:
+                terms = [(0, k, *t) for t in fwd] + [(k, k, *t) for t in bwd]
+                h_f, h_b = lstm_layer(self.w_hh[layer].flatten(0, 1), bias.flatten(0, 1), steps, terms,
+                                      out_split=(k, k))
             else:
-                h_fwd = lstm_recurrence(self.w_hh[layer][0], g_f)[:, -1]
-                h_bwd = self._first_step(torch.baddbmm(bias[1], x_last, w_ih[1]))
+                h_fwd = lstm_layer(self.w_hh[layer][0], bias[0], steps, [(0, k, *t) for t in fwd],
+                                   last_only=True)
+                h_bwd = self._first_step(torch.baddbmm(bias[1].unsqueeze(1), last_in, w[1]))
         feat = torch.cat([h_fwd, h_bwd], -1)  # (K, B, 2Hmax) = the tutorial's out[:, -1, :]
         return torch.baddbmm(self.fc_b.unsqueeze(1), feat, self.fc_w)
 
