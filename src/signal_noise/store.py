@@ -112,7 +112,11 @@ def _holder_is_dead(holder: str | None) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    try:  # a zombie (killed, not yet reaped) answers kill(0) but will never renew its lease
+        state = Path(f"/proc/{pid_text}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 class Store:
@@ -135,6 +139,7 @@ class Store:
                 raise UserError(f"store folder {folder} is not writable")
         elif self.path.is_dir():
             raise UserError(f"store path {self.path} is a folder, not a file")
+        existed = self.path.exists()
         try:
             self.conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
             self.conn.execute("PRAGMA busy_timeout = 60000")
@@ -142,6 +147,8 @@ class Store:
             self.conn.execute("PRAGMA synchronous = NORMAL")
             self._check_schema()
         except sqlite3.DatabaseError as exc:
+            if not existed:
+                raise UserError(f"cannot create a results store at {self.path}: {exc}") from None
             raise UserError(f"{self.path} is not a usable results store: {exc}") from None
 
     # ------------------------------------------------------------------ schema
