@@ -52,8 +52,10 @@ class LSTMLayer(torch.autograd.Function):
                 started.add(row0)
 
         # Slot 0 of hs/cs is the zero initial state, so step s reads slot s and writes slot s + 1.
-        hs = act.new_zeros(n, steps + 1, batch, h)
-        cs = act.new_zeros(n, steps + 1, batch, h)
+        hs = act.new_empty(n, steps + 1, batch, h)
+        cs = act.new_empty(n, steps + 1, batch, h)
+        hs[:, 0].zero_()
+        cs[:, 0].zero_()
         tanh_c = act.new_empty(n, steps, batch, h)
         for s in range(steps):
             a = act[:, s]
@@ -84,7 +86,8 @@ class LSTMLayer(torch.autograd.Function):
         h = four_h // 4
         o, i, f, g = (act[..., j * h: (j + 1) * h] for j in range(4))
         if ctx.last_only:
-            d_last, d_hs = d_outs[0], None
+            d_last = act.new_zeros(n, batch, h) if d_outs[0] is None else d_outs[0]
+            d_hs = None
         else:
             # An output nobody used arrives as None (set_materialize_grads(False)): zeros for its cells.
             d_last = None
