@@ -67,10 +67,13 @@ def eligible_run_ids(store: Store, opts: SweepOptions, planned_ids: list[str]) -
 def run_sweep(opts: SweepOptions, progress: bool = True) -> dict:
     """Train every pending run of one arm; returns the store's status counts afterwards."""
     check_arm(opts.arm)
-    profile = get_profile(opts.profile)
-    planned = plan_arm(opts.arm, profile)
+    return run_planned(opts, plan_arm(opts.arm, get_profile(opts.profile)), progress)
+
+
+def run_planned(opts: SweepOptions, planned: list, progress: bool = True) -> dict:
+    """Plan these runs into the store (adding only the new ones), then train whichever are pending."""
     with Store(opts.store) as store:
-        store.plan(planned, profile.name)
+        store.plan(planned, opts.profile)
         if opts.retry_failed:
             store.reset_failed(opts.arm)
         todo = eligible_run_ids(store, opts, [p.run_id for p in planned])
