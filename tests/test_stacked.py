@@ -18,7 +18,7 @@ def _members(hidden, layers, dtype=torch.float32, seed0=0):
 
 def _stack_grads(stack: StackedBDRNN, k: int) -> dict[str, torch.Tensor]:
     """Member k's gradients in the tutorial's layout, via a stack that holds the gradients as weights."""
-    holder = StackedBDRNN(stack.hidden_sizes, stack.num_layers).to(stack.fc_w.dtype)
+    holder = StackedBDRNN(stack.hidden_sizes, stack.num_layers, width=stack.hmax).to(stack.fc_w.dtype)
     with torch.no_grad():
         for p, q in zip(stack.parameters(), holder.parameters()):
             q.copy_(p.grad)
@@ -50,6 +50,20 @@ def test_logits_and_gradients_match_bdrnn(layers, dtype, rtol):
         grads = _stack_grads(stack, k)
         for name, p in m.named_parameters():
             assert _close(grads[name], p.grad, rtol), (k, name, (grads[name] - p.grad).abs().max())
+
+
+def test_explicit_width_pads_every_member():
+    models = _members(HIDDEN, 2, torch.float64)
+    stack = StackedBDRNN(HIDDEN, 2, width=16).load_members(models).double()
+    x = torch.rand(len(HIDDEN), 2, 28, 28, dtype=torch.float64)
+    logits = stack(x)
+    logits.sum().backward()
+    for k, m in enumerate(models):
+        torch.testing.assert_close(logits[k], m(x[k]), rtol=1e-10, atol=1e-12)
+    for name, mask in stack.padding_mask().items():
+        assert (dict(stack.named_parameters())[name].grad[mask] == 0).all(), name
+    with pytest.raises(ValueError, match="narrower"):
+        StackedBDRNN(HIDDEN, 2, width=8)
 
 
 def test_shared_batch_broadcasts_to_every_member():

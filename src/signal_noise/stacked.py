@@ -63,17 +63,20 @@ class StackedBDRNN(nn.Module):
       num_layers: bidirectional layers of every member.
       input_size: features per time step.
       num_classes: output classes.
+      width: internal units per direction, Hmax (default and minimum: max(hidden_sizes)).
     """
 
     def __init__(self, hidden_sizes: Sequence[int], num_layers: int, input_size: int = INPUT_SIZE,
-                 num_classes: int = NUM_CLASSES):
+                 num_classes: int = NUM_CLASSES, width: int | None = None):
         super().__init__()
         if len(hidden_sizes) == 0 or min(hidden_sizes) < 1 or num_layers < 1:
             raise ValueError(f"need >= 1 member, hidden sizes >= 1 and num_layers >= 1, got "
                              f"hidden_sizes={list(hidden_sizes)}, num_layers={num_layers}")
         self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
         self.num_members = len(self.hidden_sizes)
-        self.hmax = max(self.hidden_sizes)
+        self.hmax = max(self.hidden_sizes) if width is None else int(width)
+        if self.hmax < max(self.hidden_sizes):
+            raise ValueError(f"width {width} is narrower than the widest member ({max(self.hidden_sizes)})")
         self.num_layers = num_layers
         self.input_size = input_size
         self.num_classes = num_classes
