@@ -57,16 +57,19 @@ class LSTMLayer(torch.autograd.Function):
         hs[:, 0].zero_()
         cs[:, 0].zero_()
         tanh_c = act.new_empty(n, steps, batch, h)
+        # Per-step views made up front in C++ (unbind): at small sizes view creation in the loop would
+        # cost as much as the kernels.
+        a_s, sig_s, g_s = act.unbind(1), act[..., : 3 * h].unbind(1), act[..., 3 * h:].unbind(1)
+        o_s, i_s, f_s = (act[..., j * h: (j + 1) * h].unbind(1) for j in range(3))
+        h_s, c_s, tc_s = hs.unbind(1), cs.unbind(1), tanh_c.unbind(1)
         for s in range(steps):
-            a = act[:, s]
-            a.baddbmm_(hs[:, s], w_hh)
-            a[..., : 3 * h].sigmoid_()
-            a[..., 3 * h:].tanh_()
-            c = cs[:, s + 1]
-            torch.mul(a[..., 2 * h: 3 * h], cs[:, s], out=c)
-            c.addcmul_(a[..., h: 2 * h], a[..., 3 * h:])
-            torch.tanh(c, out=tanh_c[:, s])
-            torch.mul(a[..., :h], tanh_c[:, s], out=hs[:, s + 1])
+            a_s[s].baddbmm_(h_s[s], w_hh)
+            sig_s[s].sigmoid_()
+            g_s[s].tanh_()
+            torch.mul(f_s[s], c_s[s], out=c_s[s + 1])
+            c_s[s + 1].addcmul_(i_s[s], g_s[s])
+            torch.tanh(c_s[s + 1], out=tc_s[s])
+            torch.mul(o_s[s], tc_s[s], out=h_s[s + 1])
 
         ctx.save_for_backward(w_hh, act, cs, tanh_c, hs, *tensors)
         ctx.terms, ctx.out_split, ctx.last_only = terms, out_split, last_only
@@ -109,20 +112,24 @@ class LSTMLayer(torch.autograd.Function):
         torch.addcmul(o, o, dc_from_dh, value=-1.0, out=dc_from_dh)  # o (1 - tanh(c)^2)
 
         dc = act.new_zeros(n, batch, h)  # carries dc_{s+1} f_{s+1} into step s
+        dc_3 = dc.unsqueeze(2)  # the same memory, broadcast over the three dc-driven gates
         dh_buf = act.new_empty(n, batch, h)
         w_t = w_hh.transpose(1, 2).contiguous()  # a contiguous B operand is the faster GEMM here
+        dp_s, dp_o_s = d_pre.unbind(1), d_pre[..., :h].unbind(1)
+        dp_ifg_s = d_pre[..., h:].unflatten(-1, (3, h)).unbind(1)
+        dcdh_s, f_s = dc_from_dh.unbind(1), f.unbind(1)
+        dhs_s = None if d_hs is None else d_hs.unbind(1)
         for s in range(steps - 1, -1, -1):
             if s == steps - 1:
-                dh = d_last if ctx.last_only else d_hs[:, s]
+                dh = d_last if ctx.last_only else dhs_s[s]
             elif ctx.last_only:
-                dh = torch.bmm(d_pre[:, s + 1], w_t, out=dh_buf)
+                dh = torch.bmm(dp_s[s + 1], w_t, out=dh_buf)
             else:
-                dh = torch.baddbmm(d_hs[:, s], d_pre[:, s + 1], w_t, out=dh_buf)
-            dc.addcmul_(dh, dc_from_dh[:, s])
-            dp = d_pre[:, s]
-            dp[..., :h].mul_(dh)
-            dp[..., h:].unflatten(-1, (3, h)).mul_(dc.unsqueeze(2))
-            dc.mul_(f[:, s])
+                dh = torch.baddbmm(dhs_s[s], dp_s[s + 1], w_t, out=dh_buf)
+            dc.addcmul_(dh, dcdh_s[s])
+            dp_o_s[s].mul_(dh)
+            dp_ifg_s[s].mul_(dc_3)
+            dc.mul_(f_s[s])
 
         flat = d_pre.view(n, steps * batch, four_h)
         # One matmul over all steps for the recurrent weights: sum_s h_{s-1}^T d_pre_s.
