@@ -57,19 +57,7 @@ class LSTMLayer(torch.autograd.Function):
         hs[:, 0].zero_()
         cs[:, 0].zero_()
         tanh_c = act.new_empty(n, steps, batch, h)
-        # Per-step views made up front in C++ (unbind): at small sizes view creation in the loop would
-        # cost as much as the kernels.
-        a_s, sig_s, g_s = act.unbind(1), act[..., : 3 * h].unbind(1), act[..., 3 * h:].unbind(1)
-        o_s, i_s, f_s = (act[..., j * h: (j + 1) * h].unbind(1) for j in range(3))
-        h_s, c_s, tc_s = hs.unbind(1), cs.unbind(1), tanh_c.unbind(1)
-        for s in range(steps):
-            a_s[s].baddbmm_(h_s[s], w_hh)
-            sig_s[s].sigmoid_()
-            g_s[s].tanh_()
-            torch.mul(f_s[s], c_s[s], out=c_s[s + 1])
-            c_s[s + 1].addcmul_(i_s[s], g_s[s])
-            torch.tanh(c_s[s + 1], out=tc_s[s])
-            torch.mul(o_s[s], tc_s[s], out=h_s[s + 1])
+        _forward_steps(act, hs, cs, tanh_c, w_hh)
 
         ctx.save_for_backward(w_hh, act, cs, tanh_c, hs, *tensors)
         ctx.terms, ctx.out_split, ctx.last_only = terms, out_split, last_only
@@ -111,25 +99,8 @@ class LSTMLayer(torch.autograd.Function):
         dc_from_dh = tanh_c * tanh_c
         torch.addcmul(o, o, dc_from_dh, value=-1.0, out=dc_from_dh)  # o (1 - tanh(c)^2)
 
-        dc = act.new_zeros(n, batch, h)  # carries dc_{s+1} f_{s+1} into step s
-        dc_3 = dc.unsqueeze(2)  # the same memory, broadcast over the three dc-driven gates
-        dh_buf = act.new_empty(n, batch, h)
         w_t = w_hh.transpose(1, 2).contiguous()  # a contiguous B operand is the faster GEMM here
-        dp_s, dp_o_s = d_pre.unbind(1), d_pre[..., :h].unbind(1)
-        dp_ifg_s = d_pre[..., h:].unflatten(-1, (3, h)).unbind(1)
-        dcdh_s, f_s = dc_from_dh.unbind(1), f.unbind(1)
-        dhs_s = None if d_hs is None else d_hs.unbind(1)
-        for s in range(steps - 1, -1, -1):
-            if s == steps - 1:
-                dh = d_last if ctx.last_only else dhs_s[s]
-            elif ctx.last_only:
-                dh = torch.bmm(dp_s[s + 1], w_t, out=dh_buf)
-            else:
-                dh = torch.baddbmm(dhs_s[s], dp_s[s + 1], w_t, out=dh_buf)
-            dc.addcmul_(dh, dcdh_s[s])
-            dp_o_s[s].mul_(dh)
-            dp_ifg_s[s].mul_(dc_3)
-            dc.mul_(f_s[s])
+        _backward_steps(d_pre, dc_from_dh, f, w_t, d_hs, d_last)
 
         flat = d_pre.view(n, steps * batch, four_h)
         # One matmul over all steps for the recurrent weights: sum_s h_{s-1}^T d_pre_s.
@@ -144,6 +115,66 @@ class LSTMLayer(torch.autograd.Function):
             d_tensors.append(torch.bmm(d_j, w.transpose(1, 2)) if need_inp else None)
             d_tensors.append(torch.bmm(inp.transpose(1, 2), d_j) if need_w else None)
         return (None, None, None, None, d_w_hh, d_bias, *d_tensors)
+
+
+def _forward_steps(act: torch.Tensor, hs: torch.Tensor, cs: torch.Tensor, tanh_c: torch.Tensor,
+                   w_hh: torch.Tensor) -> None:
+    """The recurrence over all steps, in place.
+
+    Args:
+      act: (n, T, B, 4H) input preactivations; left holding the gate activations (o, i, f, g).
+      hs, cs: (n, T + 1, B, H) with slot 0 zero; slots 1.. receive h_s, c_s.
+      tanh_c: (n, T, B, H) receives tanh(c_s).
+      w_hh: (n, H, 4H).
+    """
+    h = hs.shape[-1]
+    # Per-step views made up front in C++ (unbind): at small sizes creating them inside the loop would
+    # cost as much as the kernels.
+    a_s, sig_s, g_s = act.unbind(1), act[..., : 3 * h].unbind(1), act[..., 3 * h:].unbind(1)
+    o_s, i_s, f_s = (act[..., j * h: (j + 1) * h].unbind(1) for j in range(3))
+    h_s, c_s, tc_s = hs.unbind(1), cs.unbind(1), tanh_c.unbind(1)
+    for s in range(act.shape[1]):
+        a_s[s].baddbmm_(h_s[s], w_hh)
+        sig_s[s].sigmoid_()
+        g_s[s].tanh_()
+        torch.mul(f_s[s], c_s[s], out=c_s[s + 1])
+        c_s[s + 1].addcmul_(i_s[s], g_s[s])
+        torch.tanh(c_s[s + 1], out=tc_s[s])
+        torch.mul(o_s[s], tc_s[s], out=h_s[s + 1])
+
+
+def _backward_steps(d_pre: torch.Tensor, dc_from_dh: torch.Tensor, f: torch.Tensor, w_t: torch.Tensor,
+                    d_hs: torch.Tensor | None, d_last: torch.Tensor | None) -> None:
+    """BPTT over all steps, in place.
+
+    Args:
+      d_pre: (n, T, B, 4H) holding the gate multipliers on entry, the preactivation gradients on exit.
+      dc_from_dh: (n, T, B, H) o (1 - tanh(c)^2).
+      f: (n, T, B, H) forget gate activations.
+      w_t: (n, 4H, H) recurrent weights transposed.
+      d_hs: (n, T, B, H) gradient of every step's h, or None when only the last step's is given.
+      d_last: (n, B, H) gradient of the last h (used when d_hs is None).
+    """
+    n, steps, batch, four_h = d_pre.shape
+    h = four_h // 4
+    dc = d_pre.new_zeros(n, batch, h)  # carries dc_{s+1} f_{s+1} into step s
+    dc_3 = dc.unsqueeze(2)  # the same memory, broadcast over the three dc-driven gates
+    dh_buf = d_pre.new_empty(n, batch, h)
+    dp_s, dp_o_s = d_pre.unbind(1), d_pre[..., :h].unbind(1)
+    dp_ifg_s = d_pre[..., h:].unflatten(-1, (3, h)).unbind(1)
+    dcdh_s, f_s = dc_from_dh.unbind(1), f.unbind(1)
+    dhs_s = None if d_hs is None else d_hs.unbind(1)
+    for s in range(steps - 1, -1, -1):
+        if s == steps - 1:
+            dh = d_last if dhs_s is None else dhs_s[s]
+        elif dhs_s is None:
+            dh = torch.bmm(dp_s[s + 1], w_t, out=dh_buf)
+        else:
+            dh = torch.baddbmm(dhs_s[s], dp_s[s + 1], w_t, out=dh_buf)
+        dc.addcmul_(dh, dcdh_s[s])
+        dp_o_s[s].mul_(dh)
+        dp_ifg_s[s].mul_(dc_3)
+        dc.mul_(f_s[s])
 
 
 def lstm_layer(w_hh: torch.Tensor, bias: torch.Tensor, steps: int,
