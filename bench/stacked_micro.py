@@ -54,7 +54,8 @@ def _time_pair(step_a, step_b, reps: int, device: torch.device) -> tuple[float, 
     return statistics.median(times[0]), statistics.median(times[1])
 
 
-def bench_case(hidden: list[int], layers: int, batch: int, reps: int, device: torch.device) -> tuple[float, float]:
+def bench_case(hidden: list[int], layers: int, batch: int, reps: int,
+               device: torch.device) -> tuple[float, float]:
     """Seconds per member-step: (separate nn.LSTM models, stack)."""
     k = len(hidden)
     models = [make_model(h, layers, seed)[0].to(device) for seed, h in enumerate(hidden)]

@@ -92,7 +92,8 @@ class StackedBDRNN(nn.Module):
 
     # ---- mapping between the tutorial's nn.LSTM layout and the stacked one ----------------------------
 
-    def _index(self, k: int, layer: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _index(self, k: int, layer: int,
+               device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Internal positions of member k's real entries.
 
         Returns:
@@ -129,7 +130,8 @@ class StackedBDRNN(nn.Module):
             for p in self.parameters():
                 p.zero_()
             for k, m in enumerate(models):
-                sd = {name: t.detach().to(self.fc_w.device, self.fc_w.dtype) for name, t in m.state_dict().items()}
+                sd = {name: t.detach().to(self.fc_w.device, self.fc_w.dtype)
+                      for name, t in m.state_dict().items()}
                 for layer in range(self.num_layers):
                     rows_in, cols, _ = self._index(k, layer, self.fc_w.device)
                     units = torch.arange(self.hidden_sizes[k], device=self.fc_w.device)
@@ -241,9 +243,10 @@ class StackedBDRNN(nn.Module):
             else:
                 # Input at time t is [h_f(t), h_b(t)] and the backward cell made h_b(t) at step T-1-t, so
                 # each direction reads one half as is and the other time-reversed: two terms, no concat.
-                fwd = [(h_f.reshape(k, tb, hm), w[0, :, :hm]), (h_b.flip(1).reshape(k, tb, hm), w[0, :, hm:])]
+                hf_time, hb_step = h_f.reshape(k, tb, hm), h_b.reshape(k, tb, hm)
+                fwd = [(hf_time, w[0, :, :hm]), (h_b.flip(1).reshape(k, tb, hm), w[0, :, hm:])]
                 if not last:
-                    bwd = [(h_f.flip(1).reshape(k, tb, hm), w[1, :, :hm]), (h_b.reshape(k, tb, hm), w[1, :, hm:])]
+                    bwd = [(h_f.flip(1).reshape(k, tb, hm), w[1, :, :hm]), (hb_step, w[1, :, hm:])]
                 last_in = torch.cat([h_f[:, -1], h_b[:, 0]], -1)
             if not last:
                 terms = [(0, k, *t) for t in fwd] + [(k, k, *t) for t in bwd]
