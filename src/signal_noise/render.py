@@ -71,7 +71,7 @@ def _single(table: pd.DataFrame, column: str, arm: str | None = None):
 
 def describe_setup(path: Path, profile: str, table: pd.DataFrame) -> dict:
     """What was run: profile, data sizes, runs per arm (planned, complete, failed, pending), failed runs
-    with their reasons, seeds and the Noise config, plus warnings worth showing at the top."""
+    with their reasons, seeds and the Noise config."""
     from . import grid, writeup
     from .store import Store
 
@@ -82,7 +82,7 @@ def describe_setup(path: Path, profile: str, table: pd.DataFrame) -> dict:
     arm_col = table["arm"].astype(str).str.lower()
     runs = table.drop_duplicates("run_id")
     runs_arm = runs["arm"].astype(str).str.lower()
-    setup = {"source": shown, "kind": "table", "profile_param": profile, "profile_store": None, "warnings": [],
+    setup = {"source": shown, "kind": "table", "profile_param": profile, "profile_store": None,
              "counts": {a: {"complete": int((runs_arm == a).sum())} for a in ARMS}, "failed": [],
              "n_train": _single(table, "cfg_n_train"), "n_test": _single(table, "cfg_n_test"),
              "lr": _single(table, "cfg_lr")}
@@ -93,23 +93,14 @@ def describe_setup(path: Path, profile: str, table: pd.DataFrame) -> dict:
             setup["counts"] = st.status_counts()
             setup["failed"] = [{"arm": r["arm"], "labels": {p: r.get(p) for p in DEFAULT_PARAMS},
                                 "reason": r["reason"]} for r in st.runs(status="failed")]
+    setup["n_failed"] = len(setup["failed"])
     name = setup["profile_store"] or (profile if setup["kind"] == "store" else None)
-    if setup["profile_store"] and profile and profile != setup["profile_store"]:
-        setup["warnings"].append(f"The report was asked for profile {profile!r}, but the store holds profile "
-                                 f"{setup['profile_store']!r}; everything shown is the store's.")
     known = grid.PROFILES.get(name) if name else None
     setup["profile"] = name
     setup["profile_summary"] = known.summary if known else None
-    for a in ARMS:
-        c = setup["counts"][a]
-        if c.get("failed"):
-            setup["warnings"].append(f"{c['failed']} {a} run(s) failed and are left out; they are listed under "
-                                     "Model and setup.")
-        if c.get("pending"):
-            setup["warnings"].append(f"The {a} sweep is incomplete: {c['pending']} planned run(s) have no result yet.")
     seeds = {a: sorted(pd.unique(runs.loc[runs_arm == a, "seed"])) if "seed" in runs else [] for a in ARMS}
-    setup["signal_seeds"] = [int(s) for s in seeds["signal"]][:5] or ["not recorded"]
-    setup["noise_seeds"] = len(seeds["noise"])
+    setup["signal_seeds"], setup["noise_seeds"] = len(seeds["signal"]), len(seeds["noise"])
+    setup["signal_seed"] = int(seeds["signal"][0]) if len(seeds["signal"]) == 1 else None
     cfg = {p: _single(table, f"cfg_{p}", "noise") for p in DEFAULT_PARAMS}
     setup["noise_config"] = cfg if all(v is not None for v in cfg.values()) else None
     study = writeup.STUDY
@@ -193,7 +184,7 @@ def notebook_html(notebook: str | os.PathLike) -> str:
     nb.metadata["title"] = "Signal vs Noise"
     exporter = HTMLExporter(template_name="lab", extra_loaders=[DictLoader({"signal_noise.html.j2": TEMPLATE})],
                             template_file="signal_noise.html.j2", exclude_input=True, exclude_input_prompt=True,
-                            exclude_output_prompt=True, embed_images=True)
+                            exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nb)
     found = external_fetches(body)
     if found:

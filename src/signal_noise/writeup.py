@@ -45,7 +45,7 @@ HEADLINES: tuple[Quoted, ...] = (
            "signal.overall_spread", "noise.overall_spread",
            "closing parallel-coordinates paragraph: 'about 3% for Signal and 0.9% for Noise'",
            "the per-hyperparameter sections put the end-of-training range at about 2-2.5% (Signal) and 1% (Noise)"),
-    Quoted("epoch-1 accuracy range over all runs", 45.0, 4.0,
+    Quoted("first-epoch accuracy range over all runs", 45.0, 4.0,
            "signal.overall_spread_first", "noise.overall_spread_first",
            "per-hyperparameter sections: 'around 45%' (Signal; 47% in the layer-count one) and 'around 4%' (Noise)",
            "the framework bullets summarise this as '~10X higher at epoch 1'"),
