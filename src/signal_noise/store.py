@@ -153,9 +153,17 @@ class Store:
 
     # ------------------------------------------------------------------ schema
     def _check_schema(self) -> None:
-        has_meta = self.conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
-        if has_meta:
+        if self._has_meta():
+            self._check_or_create()  # only reads
+            return
+        with self.transaction(immediate=True):  # creation is serialised between processes
+            self._check_or_create()
+
+    def _has_meta(self) -> bool:
+        return bool(self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone())
+
+    def _check_or_create(self) -> None:
+        if self._has_meta():
             row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             version = int(row[0]) if row else None
             if version is None:
@@ -169,11 +177,10 @@ class Store:
         tables = self.conn.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
         if tables:
             raise UserError(f"{self.path} is an SQLite file but not a signal-noise store")
-        with self.transaction():
-            for statement in _SCHEMA.strip().split(";\n"):
-                if statement.strip():
-                    self.conn.execute(statement)
-            self.conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        for statement in _SCHEMA.strip().split(";\n"):
+            if statement.strip():
+                self.conn.execute(statement)
+        self.conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def transaction(self, immediate: bool = False) -> "_Transaction":
         """``with store.transaction():`` commits on success and rolls back on any exception."""
@@ -195,11 +202,10 @@ class Store:
 
     def bind_profile(self, profile: str) -> None:
         """Tie the store to one profile; sweeping another profile into it is an error."""
-        with self.transaction():
+        with self.transaction(immediate=True):  # two runners starting together must not both insert
+            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('profile', ?)", (profile,))
             current = self.get_meta("profile")
-            if current is None:
-                self.conn.execute("INSERT INTO meta VALUES ('profile', ?)", (profile,))
-            elif current != profile:
+            if current != profile:
                 raise UserError(f"{self.path} holds profile {current!r}, not {profile!r}; use another --store")
 
     # ------------------------------------------------------------------ planning and claiming
@@ -220,9 +226,10 @@ class Store:
         rows = self.conn.execute("SELECT run_id, holder, lease_expires FROM runs WHERE status='running'").fetchall()
         return [rid for rid, holder, expires in rows if (expires or 0) < now or _holder_is_dead(holder)]
 
-    def claim(self, holder: str, run_ids: list[str], max_runs: int, key=None) -> list[dict]:
-        """Atomically take up to ``max_runs`` claimable runs among ``run_ids`` (in that order) that share
-        ``key(row)`` with the first one; returns their rows (dicts), empty when nothing is left."""
+    def claim(self, holder: str, run_ids: list[str], max_runs: int = 1, key=None, limit=None) -> list[dict]:
+        """Atomically take claimable runs among ``run_ids`` (in that order) that share ``key(row)`` with
+        the first one taken: at most ``limit(first_row)`` of them when ``limit`` is given, else
+        ``max_runs``. Returns their rows (dicts), empty when nothing is left."""
         now = time.time()
         with self.transaction(immediate=True):
             stale = self._reclaimable(now)
@@ -238,6 +245,8 @@ class Store:
                 if chosen and key is not None and key(row) != key(chosen[0]):
                     continue
                 chosen.append(row)
+                if len(chosen) == 1 and limit is not None:
+                    max_runs = limit(row)
                 if len(chosen) >= max_runs:
                     break
             self.conn.executemany(

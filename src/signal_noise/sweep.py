@@ -170,6 +170,10 @@ def worker_loop(opts: SweepOptions, todo: list[str], index: int) -> None:
 
     torch.set_num_threads(opts.threads)
     device = opts.device
+    if device == "cpu":
+        from .stacked import retain_freed_memory
+
+        retain_freed_memory()  # reuse the per-step buffers instead of page-faulting them in every step
     if device == "cuda" and torch.cuda.device_count() > 1:
         device = f"cuda:{index % torch.cuda.device_count()}"
     holder = new_holder()

@@ -83,7 +83,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def train_run(cfg: RunConfig, data: Data | None = None, device: str | torch.device = "cpu",
-              data_root: str | Path | None = None, on_epoch=None, on_step=None) -> list[EpochRecord]:
+              data_root: str | Path | None = None, on_epoch=None, on_step=None, on_end=None) -> list[EpochRecord]:
     """Train one BDRNN as the tutorial does and evaluate it after every epoch.
 
     The run's seed drives a ``torch.Generator`` that draws the initial weights and then every epoch's
@@ -95,6 +95,7 @@ def train_run(cfg: RunConfig, data: Data | None = None, device: str | torch.devi
       device: where to train.
       on_epoch: called with each EpochRecord as it is measured.
       on_step: called as ``on_step(epoch, step, loss)`` after every optimiser step (tests, progress).
+      on_end: called with the trained model (tests).
     Returns:
       one EpochRecord per epoch.
     Raises:
@@ -124,7 +125,7 @@ def train_run(cfg: RunConfig, data: Data | None = None, device: str | torch.devi
             optimizer.step()
             total += loss.detach() * len(idx)
             if on_step is not None:
-                on_step(epoch, step, float(loss))
+                on_step(epoch, step, float(loss.detach()))
         mean_loss = float(total) / n
         check_finite(mean_loss, epoch, step)
         model.eval()
@@ -133,6 +134,8 @@ def train_run(cfg: RunConfig, data: Data | None = None, device: str | torch.devi
         records.append(record)
         if on_epoch is not None:
             on_epoch(record)
+    if on_end is not None:
+        on_end(model)
     return records
 
 
