@@ -54,7 +54,7 @@ def test_conclusions_name_the_param_that_matters(hidden_only):
     _, result, setup = hidden_only
     text = narrative.conclusions(result, setup)
     assert "**Hidden size matters most**" in text
-    assert "**batch size** and **layer count** are indistinguishable from seed noise" in text
+    assert "**Batch size** and **layer count** are indistinguishable from seed noise" in text
     assert "placebo check passed" in text
     assert "smaller than the write-up's study" not in text     # the synthetic sweep has the study's size
 

@@ -226,6 +226,7 @@ def test_html_loads_nothing_from_the_network(built):
     page = built["page"]
     assert render.external_fetches(page) == []
     assert "require.js" not in page and "mathjax" not in page.lower() and "cdnjs" not in page
+    assert "http://" not in page and "https://" not in page
 
 
 @pytest.mark.slow

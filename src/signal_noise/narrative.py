@@ -12,11 +12,14 @@ from __future__ import annotations
 import html
 import inspect
 import json
+import re
 
 from . import model, power, writeup
 from .plots import label
 
+SPAN_TEXT = re.compile(r"<span[^>]*>([^<]*)</span>")
 P_DISPLAY_MIN = 0.001  # p-values below this are shown as "< 0.001"
+BARELY_LEARNED = 0.5   # a mean accuracy below this fraction gets a warning that the models hardly trained
 # the level of analyze's bootstrap intervals (it does not record it in its result)
 CI_LEVEL = inspect.signature(power.effect_ci).parameters["confidence"].default
 
@@ -124,9 +127,15 @@ def profile_name(setup: dict) -> str:
 
 
 # ---------------------------------------------------------------------------- opening
-def warnings(setup: dict) -> list[str]:
-    """What a reader must know before trusting the numbers: another profile, failed or missing runs."""
+def warnings(setup: dict, result: dict) -> list[str]:
+    """What a reader must know before trusting the numbers: another profile, failed or missing runs,
+    models that have hardly learned."""
     out = []
+    chance = 100.0 / model.NUM_CLASSES
+    if chance < result["noise"]["mean"] < BARELY_LEARNED * 100 or result["noise"]["mean"] <= chance:
+        out.append(f"The Noise runs end at {num(result, 'noise.mean')}% accuracy on average, against "
+                   f"{derived(chance, 'chance', '.0f')}% for guessing: at this size the models have barely begun to "
+                   "learn, so every number below describes early training, not a trained model.")
     asked, held = setup["profile_param"], setup["profile_store"]
     if held and asked and asked != held:
         out.append(f"The report was asked for profile <code>{html.escape(asked)}</code>, but the store holds profile "
@@ -160,7 +169,7 @@ def title(setup: dict, result: dict) -> str:
                  f"{ref(study['noise_runs'], 'noise_runs')} runs on all of MNIST, {ref(study['epochs'], 'epochs')} "
                  "epochs): read its numbers as the method at work on this data, not as a reproduction of the "
                  "write-up's values.")
-    warn = "".join(f"<p class='warn'>{w}</p>" for w in warnings(setup))
+    warn = "".join(f"<p class='warn'>{w}</p>" for w in warnings(setup, result))
     return (f"# Signal vs Noise: is a hyperparameter's effect bigger than seed noise?\n\n"
             f"<div class='banner'><p><strong>Profile: {profile_name(setup)}</strong>: {size}.</p>"
             f"<p>{what} {scale}</p>{warn}</div>\n")
@@ -483,7 +492,8 @@ def writeup_table(result: dict, setup: dict) -> str:
         if p in result["params"]:
             e = result["params"][p]
             rows.append(f"| {label(p)}: Signal over Noise effect | {ref(q, f'ratio.{p}')} | "
-                        f"{num(result, f'params.{p}.ratio', ratio_spec)} {ci(result, f'params.{p}.ratio_ci', ratio_spec)} | | "
+                        f"{num(result, f'params.{p}.ratio', ratio_spec)} "
+                        f"{ci(result, f'params.{p}.ratio_ci', ratio_spec)} | | "
                         f"{_position(q, e['ratio'], e['ratio_ci'])} |")
     order = sorted(result["params"], key=lambda p: -result["params"][p]["signal"]["effect"])
     same = [p for p in writeup.RANKING if p in order] == order
@@ -644,7 +654,8 @@ def conclusions(result: dict, setup: dict) -> str:
         k = f"params.{sig[0]}"
         out.append(f"**{label(sig[0]).capitalize()} matters most** here: its Signal effect of "
                    f"{num(result, f'{k}.signal.effect')} points is {num(result, f'{k}.ratio', ratio_spec)} times the "
-                   f"Noise effect ({const(CI_LEVEL, 'ci_level', '.0%')} interval {ci(result, f'{k}.ratio_ci', ratio_spec)}), "
+                   f"Noise effect ({const(CI_LEVEL, 'ci_level', '.0%')} interval "
+                   f"{ci(result, f'{k}.ratio_ci', ratio_spec)}), "
                    f"{pval(result, f'{k}.signal.p_value')}.")
         if len(sig) > 1:
             more = ", ".join(f"{label(p)} {num(result, f'params.{p}.signal.effect')} points "
@@ -655,13 +666,18 @@ def conclusions(result: dict, setup: dict) -> str:
         out.append("**No hyperparameter clears the noise baseline** in this build.")
     if rest:
         detail = ", ".join(f"{label(p)} {pval(result, f'params.{p}.signal.p_value')}" for p in rest)
-        limits = ", ".join(f"{label(p)} {_mde_at(result, p)}" for p in rest)
-        out.append(f"{_names(rest)} {'is' if len(rest) == 1 else 'are'} indistinguishable from seed noise here "
+        each = [_mde_at(result, p) for p in rest]
+        same_limit = len({SPAN_TEXT.sub(r"\1", x) for x in each}) == 1
+        limits = each[0] if same_limit else ", ".join(f"{label(p)} {x}" for p, x in zip(rest, each))
+        names = _names(rest)
+        names = names[:2] + names[2].upper() + names[3:]            # it opens the sentence
+        out.append(f"{names} {'is' if len(rest) == 1 else 'are'} indistinguishable from seed noise here "
                    f"({detail}). That does not show the effect is zero: with these runs per level, differences below "
                    f"about {limits} points would usually be missed.")
     same = [p for p in writeup.RANKING if p in by_effect] == by_effect
     out.append("The order of the Signal effects matches the write-up's." if same else
-               f"The order of the Signal effects differs from the write-up's ({', '.join(map(label, writeup.RANKING))}).")
+               "The order of the Signal effects differs from the write-up's "
+               f"({', '.join(map(label, writeup.RANKING))}).")
     fails = _placebo_failures(result)
     out.append("The placebo check passed: no Noise grouping looks like an effect." if not fails else
                f"The placebo check flagged {_names(fails)}; treat the noise baseline with some suspicion.")
