@@ -155,7 +155,9 @@ def title(setup: dict, result: dict) -> str:
     runs = f'{num(result, "n_runs.signal", "d")} Signal + {num(result, "n_runs.noise", "d")} Noise runs'
     data = (f'{setup_num(setup, "n_train", ",d")} training / {setup_num(setup, "n_test", ",d")} test images, '
             if setup["n_train"] and setup["n_test"] else "")
-    size = f'{runs}, {data}epochs {_ep(result, "first_epoch")} to {_ep(result)}'
+    span = (f'epochs {_ep(result, "first_epoch")} to {_ep(result)}' if result["first_epoch"] != result["epoch"]
+            else f'epoch {_ep(result)} only')
+    size = f"{runs}, {data}{span}"
     if setup["kind"] == "table":
         what = (f"This report was built from a tidy results table, <code>{html.escape(setup['source'])}</code>, "
                 "not from a results store of this project's sweeps; its setup is what the table itself records.")
@@ -548,9 +550,10 @@ def _floor_text(result: dict) -> str:
     else:
         rel = "below it: runs agree on more test images than independent errors would"
     return (f"With {num(result, 'noise.n_test', ',d')} test images at about {num(result, 'noise.mean')}% accuracy, "
-            f"the binomial SD of a single accuracy is {num(result, 'noise.test_set_floor_sd', '.3f')} points. It bounds "
-            "what any measurement here can resolve: a difference between two models of about this size may not "
-            "hold on new digits, however many seeds back it. The Noise arm's SD, "
+            f"the binomial SD of a single accuracy is {num(result, 'noise.test_set_floor_sd', '.3f')} points: how "
+            "precisely one accuracy measured on these images estimates accuracy on new digits. A difference of about "
+            "this size between two models may owe as much to which images the test set happens to hold as to the "
+            "models, however many seeds back it. The Noise arm's SD, "
             f"{num(result, 'noise.sd', '.3f')} points, is {derived(r, 'sd_over_floor', '.2f')} times the floor, {rel}.")
 
 
