@@ -134,11 +134,18 @@ def test_render_subcommand_parses(tmp_path):
 
 
 # ---------------------------------------------------------------------------- end to end
+def _run(cmd: list[str], **kw) -> None:
+    """Run a step of the build; on failure show its stderr, not just its exit code."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, **kw)
+    if proc.returncode != 0:
+        pytest.fail(f"{' '.join(cmd[:3])} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+
+
 def _sweep_tiny(store: Path) -> None:
     env = {**os.environ, "WANDB_MODE": "disabled"}
     for arm in ("signal", "noise"):
-        subprocess.run([str(BIN / "signal-noise"), "sweep", "--arm", arm, "--profile", "tiny", "--store", str(store),
-                        "--quiet"], check=True, env=env, capture_output=True, timeout=600)
+        _run([str(BIN / "signal-noise"), "sweep", "--arm", arm, "--profile", "tiny", "--store", str(store), "--quiet"],
+             env=env)
 
 
 @pytest.fixture(scope="module")
@@ -149,14 +156,12 @@ def built(tmp_path_factory):
     store = base / "tiny.sqlite"
     _sweep_tiny(store)
     executed = base / "02-report-tiny.ipynb"
-    subprocess.run([str(BIN / "papermill"), str(NOTEBOOK), str(executed), "-k", "python3", "--cwd",
-                    str(ROOT / "notebooks"), "-p", "store", str(store), "-p", "profile", "tiny", "--log-level", "ERROR"],
-                   check=True, capture_output=True, timeout=300)
+    _run([str(BIN / "papermill"), str(NOTEBOOK), str(executed), "-k", "python3", "--cwd", str(ROOT / "notebooks"),
+          "-p", "store", str(store), "-p", "profile", "tiny", "--log-level", "ERROR"])
     html, pdf = base / "signal-vs-noise.html", base / "signal-vs-noise.pdf"
     render.render(executed, html, pdf)
     analysis = base / "analysis.json"
-    subprocess.run([str(BIN / "signal-noise"), "analyze", str(store), "--json", str(analysis)], check=True,
-                   capture_output=True, timeout=300)
+    _run([str(BIN / "signal-noise"), "analyze", str(store), "--json", str(analysis)])
     return {"store": store, "html": html, "pdf": pdf, "page": html.read_text(encoding="utf-8"),
             "analysis": json.loads(analysis.read_text()), "dir": base}
 
