@@ -221,7 +221,9 @@ def chromium_args(chromium: str, profile_dir: str) -> list[str]:
     """Headless Chromium that touches no network service and no user profile."""
     return [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-            "--disable-dev-shm-usage", f"--user-data-dir={profile_dir}"]
+            "--disable-dev-shm-usage", f"--user-data-dir={profile_dir}",
+            # Chromium's own services (updates, accounts) still call home; resolve nothing, so it stays offline
+            "--host-resolver-rules=MAP * ~NOTFOUND"]
 
 
 def print_pdf(html_path: Path, pdf_path: Path, chromium: str | None = None) -> None:
