@@ -8,7 +8,7 @@ import sys
 from .errors import UserError
 
 # module name -> it defines ``register(subparsers)``, which adds a parser whose ``func(args) -> int`` runs it
-COMMAND_MODULES = ("data", "train", "store", "sweep", "analyze", "wandb_io")
+COMMAND_MODULES = ("data", "train", "store", "sweep", "analyze", "wandb_io", "render")
 
 
 class _Parser(argparse.ArgumentParser):

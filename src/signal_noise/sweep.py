@@ -244,8 +244,9 @@ class _Monitor(threading.Thread):
             while True:
                 stopping = self._stop_event.wait(0.5)
                 done, failed = self._finished(store)
-                bar.update(done - bar.n)
-                bar.set_postfix(failed=failed)
+                if done != bar.n:  # redraw only on progress: the bar also lands in executed notebooks
+                    bar.set_postfix(failed=failed, refresh=False)
+                    bar.update(done - bar.n)
                 if stopping:
                     return
 
