@@ -1,7 +1,7 @@
 """The report: the 02-report notebook, ``signal-noise render``, and the HTML and PDF they make.
 
-The end-to-end test sweeps the tiny profile into a temporary store, executes the notebook with
-papermill as the Makefile does, renders it, and checks the outputs: every figure embedded, nothing
+The end-to-end test runs ``make report PROFILE=tiny`` into a temporary folder (sweeps through the 01
+notebook, the 02 notebook with papermill, then render) and checks the outputs: every figure embedded, nothing
 fetched from the network (Chromium's net log), a page that renders, a PDF with pages, and every
 number shown equal to what ``signal-noise analyze`` computes from the same store. Chromium and
 poppler's tools are needed; without them those tests skip, unless $CI is set, where they fail.
@@ -141,25 +141,19 @@ def _run(cmd: list[str], **kw) -> None:
         pytest.fail(f"{' '.join(cmd[:3])} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
 
 
-def _sweep_tiny(store: Path) -> None:
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    for arm in ("signal", "noise"):
-        _run([str(BIN / "signal-noise"), "sweep", "--arm", arm, "--profile", "tiny", "--store", str(store), "--quiet"],
-             env=env)
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """A tiny store swept afresh, the executed notebook, the rendered HTML and PDF, and analyze's JSON."""
-    need_tools("chromium", "pdfinfo", "pdftoppm", "pdftotext")
+    """``make report PROFILE=tiny`` into a temporary results and report folder (so the shipped report
+    is never touched): both sweeps through the 01 notebook, the 02 notebook, the HTML and the PDF;
+    then analyze's JSON on the same store."""
+    need_tools("chromium", "pdfinfo", "pdftoppm", "pdftotext", "make")
     base = tmp_path_factory.mktemp("report")
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    _run(["make", "-C", str(ROOT), "report", "PROFILE=tiny", f"RESULTS={base}", f"REPORT={base}"], env=env)
     store = base / "tiny.sqlite"
-    _sweep_tiny(store)
-    executed = base / "02-report-tiny.ipynb"
-    _run([str(BIN / "papermill"), str(NOTEBOOK), str(executed), "-k", "python3", "--cwd", str(ROOT / "notebooks"),
-          "-p", "store", str(store), "-p", "profile", "tiny", "--log-level", "ERROR"])
     html, pdf = base / "signal-vs-noise.html", base / "signal-vs-noise.pdf"
-    render.render(executed, html, pdf)
+    for executed in ("01-sweep-signal-tiny", "01-sweep-noise-tiny", "02-report-tiny"):
+        assert (base / "executed" / f"{executed}.ipynb").is_file()
     analysis = base / "analysis.json"
     _run([str(BIN / "signal-noise"), "analyze", str(store), "--json", str(analysis)])
     return {"store": store, "html": html, "pdf": pdf, "page": html.read_text(encoding="utf-8"),
