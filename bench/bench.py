@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from signal_noise.config import RunConfig  # noqa: E402
 from signal_noise.data import subset_indices  # noqa: E402
 from signal_noise.grid import NOISE_CONFIG, NOISE_SEED_BASE, SIGNAL_SEED  # noqa: E402
-from signal_noise.model import BDRNN  # noqa: E402
+from signal_noise.model import BDRNN, run_flops  # noqa: E402
 from signal_noise.paths import DATA_DIR  # noqa: E402
 from signal_noise.store import PlannedRun, load_results  # noqa: E402
 from signal_noise.sweep import SweepOptions, default_workers, run_planned, usable_cores  # noqa: E402
@@ -37,20 +37,8 @@ SIGNAL_SAMPLE = [(2, 64, 10), (3, 100, 40), (4, 128, 100), (2, 200, 70), (3, 256
                  (2, 512, 90), (3, 64, 60)]
 
 
-def lstm_forward_flops(hidden: int, layers: int, steps: int = 28, inputs: int = 28) -> int:
-    """Multiply-add FLOPs (x2) of the tutorial's forward pass for one image, every step of every
-    direction of every layer (what nn.LSTM computes), plus the linear head."""
-    total = 0
-    for layer in range(layers):
-        fan_in = inputs if layer == 0 else 2 * hidden
-        total += 2 * steps * 2 * 4 * hidden * (fan_in + hidden)
-    return total + 2 * 2 * hidden * 10
-
-
-def run_flops(cfg: RunConfig) -> float:
-    """Training (forward + backward ~ 3 forwards) plus per-epoch evaluation, in FLOPs."""
-    f = lstm_forward_flops(cfg.hidden_size, cfg.num_layers)
-    return cfg.epochs * (3 * f * cfg.n_train + f * cfg.n_test)
+def flops_of(cfg: RunConfig) -> float:
+    return run_flops(cfg.hidden_size, cfg.num_layers, cfg.n_train, cfg.n_test, cfg.epochs)
 
 
 def matmul_peak(threads: int) -> float:
@@ -151,7 +139,7 @@ def main(argv=None) -> int:
     speedups = {}
     for arm, planned in (("noise", noise), ("signal", signal)):
         cfgs = [p.config for p in planned]
-        flops = sum(run_flops(c) for c in cfgs)
+        flops = sum(flops_of(c) for c in cfgs)
         ref_s, ref_acc = reference(cfgs, args.data_root)
         our_s, our_acc, info = ours(planned, args.data_root, arm)
         for name, secs, accs in (("tutorial loop", ref_s, ref_acc), ("signal-noise", our_s, our_acc)):

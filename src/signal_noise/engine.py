@@ -1,19 +1,30 @@
-"""Which trainer takes which runs: the tutorial's nn.LSTM loop one run at a time (``single``), or the
-stacked engine (``batched``: ``stacked.StackedBDRNN`` via ``batched.train_pack``), which skips the dead
-work of the last layer's backward direction and trains several runs as one stack.
+"""Which trainer takes which runs.
 
-The automatic choice follows measurements (CPU seconds per epoch, one thread, 1,500 images; see the
-README's performance section and ``bench/``):
+Three paths, all giving the tutorial model's numbers from the run's own seed:
+  single   the tutorial's BDRNN (nn.LSTM), one run at a time;
+  lean     ``model.LeanBDRNN``: the same parameters through torch's LSTM kernel, minus the dead work of
+           the last layer's backward direction (27 of its 28 steps feed nothing), one run at a time;
+  batched  ``stacked.StackedBDRNN`` via ``batched.train_pack``: K runs as one stack, the same cut, a
+           hand-written recurrence batched over runs and directions.
 
-- On the CPU the stack is compute-bound, so it wins where the dead-work cut is a large share: 2 layers
-  with hidden >= 40 (1.05-1.24x) or large batches (1.08-1.13x); with 3-4 layers or small hidden sizes
-  at small batches nn.LSTM's oneDNN kernel is as fast or faster (0.83-1.03x), so those go ``single``.
-  Stacking several equal-size runs (the Noise arm) gains nothing more on a CPU (1.24x at K=2, 1.14x at
-  K=4), and padding mixed hidden sizes into one stack loses (0.53x for 10..100 in one stack), so CPU
-  packs hold at most two runs of one exact architecture.
-- On a GPU one small LSTM leaves the chip idle, so every run goes ``batched``, in big packs: all runs
-  of one (layers, batch size) share a stack, hidden sizes padded to 128 units (exactly-zero units), so a
-  run's arithmetic never depends on which other runs are still pending. Not yet measured on a GPU.
+``auto`` follows measurements. Median CPU time of one training step (forward, backward, Adam) on one
+thread, this project's 2-core machine:
+
+  config (layers, hidden, batch)   nn.LSTM   lean            stacked K=1
+  2, 128, 100 (the Noise config)   93.2 ms   67.8 (1.37x)    69.5 (1.34x)
+  2, 10, 64                         5.2 ms    4.4 (1.18x)     5.9 (0.89x)
+  2, 50, 64                        16.2 ms   11.8 (1.38x)    14.6 (1.11x)
+  3, 50, 64                        26.4 ms   21.8 (1.21x)    26.4 (1.00x)
+  4, 100, 128                     186.8 ms  162.9 (1.15x)   189.6 (0.99x)
+  4, 20, 512                       86.8 ms   75.3 (1.15x)   101.5 (0.86x)
+
+and stacking several equal runs on a CPU gains nothing more (1.24x at K=2, 1.14x at K=4 for the Noise
+config, against 1.34x at K=1), while padding mixed hidden sizes into one stack loses (0.53x for 10..100).
+So on a CPU every run goes ``lean``, and the parallelism comes from one single-thread worker per core.
+
+On a GPU one small LSTM leaves the chip idle, so every run goes ``batched``, in big packs: all runs of
+one (layers, batch size) share a stack, hidden sizes padded to 128 units (exactly-zero units), so a
+run's arithmetic never depends on which other runs are still pending. Not yet measured on a GPU.
 """
 from __future__ import annotations
 
@@ -26,15 +37,16 @@ from .config import RunConfig
 from .store import EpochRecord, Store
 from .train import TrainingFault, load_data, train_run
 
-CPU_PACK = 2
+CPU_PACK = 4
 GPU_PACK = 256
 GPU_WIDTH = 128
+ENGINES = ("auto", "single", "lean", "batched")
 
 
 @dataclass(frozen=True)
 class RunPlan:
     """How one run is trained: the path, the stack width, which runs may share its stack, how many."""
-    path: str        # single | batched
+    path: str        # single | lean | batched
     width: int       # units per direction inside the stack
     key: tuple       # runs with equal keys can train in one stack
     max_pack: int
@@ -53,19 +65,16 @@ def row_config(row: dict) -> RunConfig:
 
 
 def plan_run(cfg: RunConfig, engine: str, device: str) -> RunPlan:
-    """The trainer for one run under ``engine`` (auto, single or batched) on ``device``."""
+    """The trainer for one run under ``engine`` (auto, single, lean or batched) on ``device``."""
     gpu = device.startswith("cuda")
+    path = ("batched" if gpu else "lean") if engine == "auto" else engine
+    if path in ("single", "lean"):
+        return RunPlan(path, cfg.hidden_size, (path, cfg.run_id("")), 1)
     shared = (cfg.num_layers, cfg.batch_size, cfg.epochs, cfg.lr, cfg.n_train, cfg.n_test)
-    if engine == "single" or (engine == "auto" and not gpu and not _stack_wins_on_cpu(cfg)):
-        return RunPlan("single", cfg.hidden_size, ("single", cfg.run_id("")), 1)
     if gpu:
         width = max(GPU_WIDTH, -(-cfg.hidden_size // 32) * 32)
         return RunPlan("batched", width, ("batched", width, *shared), GPU_PACK)
     return RunPlan("batched", cfg.hidden_size, ("batched", cfg.hidden_size, *shared), CPU_PACK)
-
-
-def _stack_wins_on_cpu(cfg: RunConfig) -> bool:
-    return cfg.num_layers == 2 and (cfg.hidden_size >= 40 or cfg.batch_size >= 256)
 
 
 def choose_plan(store: Store, holder: str, todo: list[str], opts, device: str) -> list[dict]:
@@ -90,16 +99,16 @@ def train_claimed(rows: list[dict], opts, device: str) -> list[tuple[dict, Outco
     cfgs = [row_config(r) for r in rows]
     plan = plan_run(cfgs[0], opts.engine, device)
     start = time.perf_counter()
-    if plan.path == "single":
+    if plan.path in ("single", "lean"):
         outcomes = []
         for row, cfg in zip(rows, cfgs):
             begin = time.perf_counter()
             try:
                 data = load_data(opts.data_root, cfg.n_train, cfg.n_test, device)
-                outcome = Outcome(train_run(cfg, data=data, device=device))
+                outcome = Outcome(train_run(cfg, data=data, device=device, lean=plan.path == "lean"))
             except Exception as exc:  # recorded as failed; the sweep goes on
                 outcome = Outcome(reason=_reason(exc))
-            outcome.info = {"path": "single", "pack_size": 1, "width": cfg.hidden_size,
+            outcome.info = {"path": plan.path, "pack_size": 1, "width": cfg.hidden_size,
                             "train_seconds": time.perf_counter() - begin}
             outcomes.append((row, outcome))
         return outcomes

@@ -83,7 +83,8 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def train_run(cfg: RunConfig, data: Data | None = None, device: str | torch.device = "cpu",
-              data_root: str | Path | None = None, on_epoch=None, on_step=None, on_end=None) -> list[EpochRecord]:
+              data_root: str | Path | None = None, on_epoch=None, on_step=None, on_end=None,
+              lean: bool = False) -> list[EpochRecord]:
     """Train one BDRNN as the tutorial does and evaluate it after every epoch.
 
     The run's seed drives a ``torch.Generator`` that draws the initial weights and then every epoch's
@@ -96,6 +97,7 @@ def train_run(cfg: RunConfig, data: Data | None = None, device: str | torch.devi
       on_epoch: called with each EpochRecord as it is measured.
       on_step: called as ``on_step(epoch, step, loss)`` after every optimiser step (tests, progress).
       on_end: called with the trained model (tests).
+      lean: train ``LeanBDRNN`` (same parameters and numbers, no dead work) instead of ``BDRNN``.
     Returns:
       one EpochRecord per epoch.
     Raises:
@@ -106,7 +108,7 @@ def train_run(cfg: RunConfig, data: Data | None = None, device: str | torch.devi
         from .paths import DATA_DIR
 
         data = load_data(str(data_root or DATA_DIR), cfg.n_train, cfg.n_test, str(device))
-    model, generator = make_model(cfg.hidden_size, cfg.num_layers, cfg.seed)
+    model, generator = make_model(cfg.hidden_size, cfg.num_layers, cfg.seed, lean=lean)
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     criterion = nn.CrossEntropyLoss()
@@ -145,6 +147,7 @@ def register(sub) -> None:
     for name, value in defaults.to_dict().items():
         p.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value, metavar=type(value).__name__.upper())
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:K")
+    p.add_argument("--lean", action="store_true", help="skip the dead work of the last backward direction")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--data-root", default=None, help="data folder (default: the project's data/)")
     p.set_defaults(func=_run)
@@ -170,7 +173,8 @@ def _run(args) -> int:
         bar.write(f"epoch {r.epoch}/{cfg.epochs}: test accuracy {r.acc:.2f}%  loss {r.loss:.4f}  {r.seconds:.1f}s")
 
     try:
-        train_run(cfg, data=data, device=device, on_epoch=on_epoch, on_step=lambda e, s, l: bar.update(1))
+        train_run(cfg, data=data, device=device, on_epoch=on_epoch, on_step=lambda e, s, l: bar.update(1),
+                  lean=args.lean)
     except TrainingFault as exc:
         raise UserError(f"training failed: {exc}") from None
     finally:
