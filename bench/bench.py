@@ -147,6 +147,12 @@ def main(argv=None) -> int:
                   f"{flops / secs / 1e9:6.1f} GFLOP/s of tutorial-model work "
                   f"({100 * flops / secs / 1e9 / peak_all:.0f}% of peak); {summary(accs)}")
         print(f"{arm:6} signal-noise used {info['workers']} workers; paths {info['paths']}")
+        if len(cfgs) > 2 and statistics.stdev(ref_acc) + statistics.stdev(our_acc) > 0:
+            from scipy import stats
+
+            p = stats.ttest_ind(ref_acc, our_acc, equal_var=False).pvalue
+            print(f"{arm:6} final accuracy, tutorial loop vs signal-noise: Welch t-test p = {p:.2f} "
+                  f"(same init per seed, shuffles drawn differently)")
         speedups[arm] = ref_s / our_s
     print(f"speedup noise: {speedups['noise']:.2f}")
     print(f"speedup signal: {speedups['signal']:.2f}")
