@@ -113,6 +113,30 @@ def ours(planned: list[PlannedRun], root: str, arm: str) -> tuple[float, list[fl
         return seconds, final["acc"].tolist(), {"workers": workers, "paths": paths}
 
 
+def eval_share(n_images: int = 2000) -> float:
+    """Share of a full-size Noise-config epoch (60K training images, then the 10K test images) that
+    evaluation takes on the CPU path (lean model, one thread), from per-image times measured here."""
+    from signal_noise.model import make_model
+    from signal_noise.train import accuracy, batch_slices
+
+    torch.set_num_threads(1)
+    model, _ = make_model(NOISE_CONFIG["hidden_size"], NOISE_CONFIG["num_layers"], seed=0, lean=True)
+    x, y = torch.rand(n_images, 28, 28), torch.randint(0, 10, (n_images,))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.003)
+    start = time.perf_counter()
+    for s in batch_slices(n_images, NOISE_CONFIG["batch_size"]):
+        loss = nn.functional.cross_entropy(model(x[s]), y[s])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    train_per_image = (time.perf_counter() - start) / n_images
+    model.eval()
+    start = time.perf_counter()
+    accuracy(model, x, y)
+    eval_per_image = (time.perf_counter() - start) / n_images
+    return 10000 * eval_per_image / (60000 * train_per_image + 10000 * eval_per_image)
+
+
 def summary(accs: list[float]) -> str:
     sd = statistics.stdev(accs) if len(accs) > 1 else float("nan")
     return f"final acc {statistics.mean(accs):.2f} +- {sd:.2f} (sd, n={len(accs)})"
@@ -136,6 +160,7 @@ def main(argv=None) -> int:
     print(f"machine: {cores} cores, torch {torch.__version__}; matmul peak {peak1:.1f} GFLOP/s on 1 thread, "
           f"{peak_all:.1f} GFLOP/s on {cores}")
     print(f"runs: {args.n_train} train / {args.n_test} test images, {args.epochs} epochs, evaluation every epoch")
+    print(f"evaluation share of a full-size Noise epoch (60K train + 10K test, CPU path): {100 * eval_share():.1f}%")
     speedups = {}
     for arm, planned in (("noise", noise), ("signal", signal)):
         cfgs = [p.config for p in planned]
