@@ -45,3 +45,21 @@ def test_makefile_has_the_readme_verbs():
         assert re.search(rf"^{verb}:.*## ", text, re.M), verb
     readme = (ROOT / "README.md").read_text()
     assert "make report" in readme and "make test" in readme
+
+
+@pytest.mark.slow
+def test_notebooks_run_top_to_bottom_with_their_defaults(tmp_path):
+    """What `make lab` users get: both notebooks run as committed, on the shipped tiny store."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    papermill = Path(sys.executable).parent / "papermill"
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    for name in ("01-sweep.ipynb", "02-report.ipynb"):
+        proc = subprocess.run([str(papermill), str(NOTEBOOKS_DIR / name), str(tmp_path / name), "-k", "python3",
+                               "--cwd", str(NOTEBOOKS_DIR)], env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        executed = nbformat.read(tmp_path / name, as_version=4)
+        assert not [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
