@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from signal_noise import narrative, plots, render, synth, writeup
+from signal_noise import narrative, numtags, plots, render, synth, verdicts, writeup
 from signal_noise.analyze import DEFAULT_PARAMS, analyze_table, validate
 
 SMALL_GRID = {"num_layers": (2, 3), "batch_size": (64, 128), "hidden_size": (10, 20, 30)}
@@ -39,11 +39,11 @@ def nothing(tmp_path_factory):
 
 def _all_text(result: dict, setup: dict) -> str:
     parts = [narrative.title(setup, result), narrative.motivation(), narrative.design(setup),
-             narrative.setup_section(setup, result), narrative.framework_table(result), narrative.caption_effects(),
+             narrative.setup_section(setup, result), verdicts.framework_table(result), verdicts.caption_effects(),
              narrative.spread_section(result), narrative.caption_spreads(), narrative.range_section(result),
-             narrative.caption_final(result), narrative.writeup_table(result, setup), narrative.lacking_section(result),
-             narrative.caption_mde(result), narrative.fixed_seed(setup), narrative.own_sweep(),
-             narrative.conclusions(result, setup), narrative.methods(result)]
+             narrative.caption_final(result), verdicts.writeup_table(result, setup), verdicts.lacking_section(result),
+             verdicts.caption_mde(result), verdicts.fixed_seed(setup), verdicts.own_sweep(),
+             verdicts.conclusions(result, setup), verdicts.methods(result)]
     for p in result["params"]:
         parts += [narrative.param_section(result, p), narrative.caption_curves(result, p),
                   narrative.caption_parallel(result, p)]
@@ -52,7 +52,7 @@ def _all_text(result: dict, setup: dict) -> str:
 
 def test_conclusions_name_the_param_that_matters(hidden_only):
     _, result, setup = hidden_only
-    text = narrative.conclusions(result, setup)
+    text = verdicts.conclusions(result, setup)
     assert "**Hidden size matters most**" in text
     assert "**Batch size** and **layer count** are indistinguishable from seed noise" in text
     assert "placebo check passed" in text
@@ -62,7 +62,7 @@ def test_conclusions_name_the_param_that_matters(hidden_only):
 def test_conclusions_when_nothing_clears_the_baseline(nothing):
     _, result, setup = nothing
     assert not any(e["significant"] for e in result["params"].values())
-    text = narrative.conclusions(result, setup)
+    text = verdicts.conclusions(result, setup)
     assert "**No hyperparameter clears the noise baseline**" in text and "matters most" not in text
     assert "are indistinguishable from seed noise" in text and "does not show the effect is zero" in text
 
@@ -73,19 +73,19 @@ def test_wording_follows_flipped_checks(hidden_only):
     changed["params"]["batch_size"]["noise"]["p_value"] = 0.001                  # a placebo "effect"
     changed["params"]["hidden_size"]["signal"]["p_value_perm"] = 0.5             # the two tests disagree
     changed["signal"]["overall_spread_first"] = changed["noise"]["overall_spread_first"]
-    text = narrative.conclusions(changed, setup) + narrative.lacking_section(changed)
+    text = verdicts.conclusions(changed, setup) + verdicts.lacking_section(changed)
     assert "placebo check flagged **batch size**" in text and "placebo test is significant for **batch size**" in text
     assert "For **hidden size** the permutation test and the test against the Noise variance disagree" in text
     assert "Unlike the write-up, the Signal runs are not more spread" in text
-    assert "Unlike the write-up" not in narrative.conclusions(result, setup)
+    assert "Unlike the write-up" not in verdicts.conclusions(result, setup)
 
 
 def test_ranking_against_the_write_up(hidden_only):
     _, result, setup = hidden_only
     changed = copy.deepcopy(result)
     changed["params"]["num_layers"]["signal"]["effect"] = 99.0
-    assert "differs from the write-up's" in narrative.conclusions(changed, setup)
-    assert "not in the write-up's order" in narrative.writeup_table(changed, setup)
+    assert "differs from the write-up's" in verdicts.conclusions(changed, setup)
+    assert "not in the write-up's order" in verdicts.writeup_table(changed, setup)
 
 
 def test_every_shown_number_is_tagged_with_its_source(hidden_only, nothing):
@@ -94,25 +94,25 @@ def test_every_shown_number_is_tagged_with_its_source(hidden_only, nothing):
         spans = SPAN.findall(text)
         assert len(spans) > 100
         for key, spec, shown in spans:
-            assert html.unescape(shown) == narrative.fmt(narrative.get(result, key), spec), key
+            assert html.unescape(shown) == numtags.fmt(numtags.get(result, key), spec), key
         untagged = re.sub(r"(?m)^\d+\. ", "", TAGGED.sub("", text))   # ordered-list markers are syntax
         assert re.findall(r".{0,30}\d.{0,10}", untagged) == []
 
 
 def test_p_values_and_small_numbers_display():
-    assert narrative.fmt(0.0004, "p") == "< 0.001" and narrative.fmt(0.0123, "p") == "0.012"
-    assert narrative.fmt(None, ".2f") == "n/a"
-    assert narrative.pp_spec(0.0999) == ".2f" and narrative.pp_spec(0.047) == ".3f"
-    assert narrative.ratio_spec(0.03) == ".2f" and narrative.ratio_spec(4.5) == ".1f" and narrative.ratio_spec(12) == ".0f"
+    assert numtags.fmt(0.0004, "p") == "< 0.001" and numtags.fmt(0.0123, "p") == "0.012"
+    assert numtags.fmt(None, ".2f") == "n/a"
+    assert numtags.pp_spec(0.0999) == ".2f" and numtags.pp_spec(0.047) == ".3f"
+    assert numtags.ratio_spec(0.03) == ".2f" and numtags.ratio_spec(4.5) == ".1f" and numtags.ratio_spec(12) == ".0f"
     result = {"a": {"p": 0.0002, "q": 0.2}}
-    assert narrative.pval(result, "a.p").startswith("p <") and narrative.pval(result, "a.q").startswith("p = ")
+    assert numtags.pval(result, "a.p").startswith("p <") and numtags.pval(result, "a.q").startswith("p = ")
 
 
 def test_write_up_keys_exist_in_the_analysis(hidden_only):
     _, result, _ = hidden_only
     for h in writeup.HEADLINES:
-        assert isinstance(narrative.get(result, h.key_signal), float)
-        assert isinstance(narrative.get(result, h.key_noise), float)
+        assert isinstance(numtags.get(result, h.key_signal), float)
+        assert isinstance(numtags.get(result, h.key_noise), float)
     assert set(writeup.RATIOS) == set(writeup.RANKING) == set(DEFAULT_PARAMS) == set(writeup.GROUP_MEAN_SPREAD)
 
 

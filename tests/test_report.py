@@ -199,7 +199,7 @@ def _parse(page: str) -> _Page:
 
 
 def _shown(value, spec: str) -> str:
-    """How the report promises to show a value (the contract in narrative's docstring)."""
+    """How the report promises to show a value (the contract in numtags' docstring)."""
     if value is None:
         return "n/a"
     if spec == "p":
