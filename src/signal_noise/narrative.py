@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 
 from . import model, writeup
-from .numtags import (BARELY_LEARNED, CI_LEVEL, _ep, _headline, _ratio, ci, const, derived, level, num, pval,
+from .numtags import (BARELY_LEARNED, CI_LEVEL, epoch_text, headline, safe_ratio, ci, const, derived, level, num, pval,
                       ratio_spec, ref, setup_num)
 from .plots import label
 
@@ -52,8 +52,8 @@ def title(setup: dict, result: dict) -> str:
     runs = f'{num(result, "n_runs.signal", "d")} Signal + {num(result, "n_runs.noise", "d")} Noise runs'
     data = (f'{setup_num(setup, "n_train", ",d")} training / {setup_num(setup, "n_test", ",d")} test images, '
             if setup["n_train"] and setup["n_test"] else "")
-    span = (f'epochs {_ep(result, "first_epoch")} to {_ep(result)}' if result["first_epoch"] != result["epoch"]
-            else f'epoch {_ep(result)} only')
+    span = (f'epochs {epoch_text(result, "first_epoch")} to {epoch_text(result)}' if result["first_epoch"] != result["epoch"]
+            else f'epoch {epoch_text(result)} only')
     size = f"{runs}, {data}{span}"
     if setup["kind"] == "table":
         what = (f"This report was built from a tidy results table, <code>{html.escape(setup['source'])}</code>, "
@@ -136,7 +136,7 @@ It is trained with Adam{lr} and cross-entropy; after every epoch its accuracy on
 |---|---|
 | profile | {profile_name(setup)} |
 | training / test images | {sizes} |
-| epochs | {_ep(result, 'first_epoch')} to {_ep(result)} (analysed: {_ep(result)}) |
+| epochs | {epoch_text(result, 'first_epoch')} to {epoch_text(result)} (analysed: {epoch_text(result)}) |
 | Signal runs analysed | {num(result, 'n_runs.signal', 'd')}{_planned(setup, 'signal')} |
 | Noise runs analysed | {num(result, 'n_runs.noise', 'd')}{_planned(setup, 'noise')} |
 | Signal seeds | {seeds} |
@@ -199,7 +199,7 @@ def param_section(result: dict, p: str) -> str:
     levels, its ratio to the Noise effect and the verdict, with the write-up's figures beside them."""
     e, k = result["params"][p], f"params.{p}"
     s, n = e["signal"], e["noise"]
-    first, last = _ep(result, "first_epoch"), _ep(result)
+    first, last = epoch_text(result, "first_epoch"), epoch_text(result)
     quoted = writeup.GROUP_MEAN_SPREAD.get(p)
     trend = _trend(s) if len(s["levels"]) > 2 else None
     shape = ("" if trend is None else f" Signal accuracy {trend} steadily with {label(p)}." if trend else
@@ -237,14 +237,14 @@ def param_section(result: dict, p: str) -> str:
 def caption_curves(result: dict, p: str) -> str:
     return (f"<p class='caption'><strong>{label(p).capitalize()}, learning curves.</strong> Top: mean test accuracy of "
             f"each {label(p)} group over epochs; the shaded band runs from the group's lowest to its highest run. "
-            f"Bottom: every run's accuracy at epoch {_ep(result)}, with the group means in black. Noise left, Signal "
+            f"Bottom: every run's accuracy at epoch {epoch_text(result)}, with the group means in black. Noise left, Signal "
             "right; each row shares one y scale.</p>")
 
 
 def caption_parallel(result: dict, p: str) -> str:
     return (f"<p class='caption'><strong>{label(p).capitalize()}, parallel coordinates.</strong> One line per run, "
             f"through its level of each hyperparameter (for Noise, its placebo labels) to its accuracy at epoch "
-            f"{_ep(result)}, coloured by that accuracy from purple (lowest) to yellow (highest). Each panel has its "
+            f"{epoch_text(result)}, coloured by that accuracy from purple (lowest) to yellow (highest). Each panel has its "
             f"own colour scale, printed in its title. {label(p).capitalize()} is the bold axis next to accuracy: when "
             "the colours sort along it, accuracy follows it; when they are mixed, it does not.</p>")
 
@@ -253,9 +253,9 @@ def caption_parallel(result: dict, p: str) -> str:
 def spread_section(result: dict) -> str:
     """First-epoch versus final spreads of both arms, and whether Signal starts out wider as in the write-up."""
     s, n = result["signal"], result["noise"]
-    first, last = _ep(result, "first_epoch"), _ep(result)
-    r = _ratio(s["overall_spread_first"], n["overall_spread_first"])
-    q = _headline("signal.overall_spread_first")
+    first, last = epoch_text(result, "first_epoch"), epoch_text(result)
+    r = safe_ratio(s["overall_spread_first"], n["overall_spread_first"])
+    q = headline("signal.overall_spread_first")
     if r is None:
         compare = f"the Noise arm has no spread at epoch {first}, so there is no ratio"
     elif r > 1:
@@ -284,8 +284,8 @@ def caption_spreads() -> str:
 
 def range_section(result: dict) -> str:
     s, n = result["signal"], result["noise"]
-    q = _headline("signal.overall_spread")
-    r = _ratio(s["overall_spread"], n["overall_spread"])
+    q = headline("signal.overall_spread")
+    r = safe_ratio(s["overall_spread"], n["overall_spread"])
     if r is None:
         versus = "the Noise runs all ended at the same accuracy, so there is no ratio"
     else:
@@ -294,7 +294,7 @@ def range_section(result: dict) -> str:
                   f"the Signal range is {times} times the Noise range: unlike the write-up's, it is not wider")
     return f"""## Final accuracy: Signal against Noise
 
-At epoch {_ep(result)} the Signal runs span {num(result, 'signal.overall_spread')} points (mean
+At epoch {epoch_text(result)} the Signal runs span {num(result, 'signal.overall_spread')} points (mean
 {num(result, 'signal.mean')}%) and the Noise runs {num(result, 'noise.overall_spread')} points (mean
 {num(result, 'noise.mean')}%, SD {num(result, 'noise.sd', '.3f')}, {const(CI_LEVEL, 'ci_level', '.0%')} interval
 {ci(result, 'noise.sd_ci', '.3f')}): {versus}. The write-up found about {ref(q.signal, 'final.signal')} against

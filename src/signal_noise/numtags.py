@@ -100,18 +100,16 @@ def level(result: dict, key: str) -> str:
     return num(result, key, "")
 
 
-def _level_index(e: dict, value) -> int:
-    return [str(v) for v in e["levels"]].index(str(value))
-
-
-# ---------------------------------------------------------------------------- shared by narrative and verdicts
-def _ratio(a: float, b: float) -> float | None:
+def safe_ratio(a: float, b: float) -> float | None:
+    """a / b, or None when b is zero (shown as n/a)."""
     return a / b if b else None
 
 
-def _ep(result: dict, which: str = "epoch") -> str:
+def epoch_text(result: dict, which: str = "epoch") -> str:
+    """The analysed (or first) epoch number as a tagged span."""
     return num(result, which, "d")
 
 
-def _headline(key_signal: str) -> writeup.Quoted:
+def headline(key_signal: str) -> writeup.Quoted:
+    """The write-up's quoted figure for one of this build's Signal keys."""
     return next(h for h in writeup.HEADLINES if h.key_signal == key_signal)

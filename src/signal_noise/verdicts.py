@@ -11,7 +11,7 @@ import json
 
 from . import power, writeup
 from .narrative import profile_name
-from .numtags import (CI_LEVEL, SPAN_TEXT, _ep, _headline, _ratio, ci, const, derived, get, num, pp_spec, pval,
+from .numtags import (CI_LEVEL, SPAN_TEXT, epoch_text, headline, safe_ratio, ci, const, derived, get, num, pp_spec, pval,
                       ratio_spec, ref, setup_num)
 from .plots import label
 
@@ -53,7 +53,7 @@ def framework_table(result: dict) -> str:
     rows = "\n".join(effects) + "\n\n" + "\n".join(tests)
     return f"""## The framework, with statistics
 
-Effects are in percentage points at epoch {_ep(result)}; bold rows clear the noise baseline at
+Effects are in percentage points at epoch {epoch_text(result)}; bold rows clear the noise baseline at
 alpha = {num(result, 'alpha', 'g')}.
 
 {rows}
@@ -301,8 +301,8 @@ def conclusions(result: dict, setup: dict) -> str:
         out.append(f"For {_names(split)} the permutation test and the test against the Noise variance disagree, "
                    "so that verdict rests on the assumption that every config has the Noise arm's seed variance.")
     s, n = result["signal"], result["noise"]
-    q = _headline("signal.overall_spread_first")
-    r = _ratio(s["overall_spread_first"], n["overall_spread_first"])
+    q = headline("signal.overall_spread_first")
+    r = safe_ratio(s["overall_spread_first"], n["overall_spread_first"])
     quoted = f"the write-up: about {ref(q.signal, 'first.signal')} against {ref(q.noise, 'first.noise')} points"
     if r is not None and r > 1:
         out.append(f"As in the write-up, the Signal runs are more spread than the Noise runs after the first epoch, "
@@ -322,7 +322,7 @@ def methods(result: dict) -> str:
                       for k, v in result["methods"].items())
     return (f"## Methods\n\nAll numbers come from `signal-noise analyze` on the same table with its defaults "
             f"(bootstrap and permutation seed {num(result, 'seed', 'd')}, alpha {num(result, 'alpha', 'g')}, metric "
-            f"<code>{html.escape(result['metric'])}</code> at epoch {_ep(result)}); the full result is embedded in "
+            f"<code>{html.escape(result['metric'])}</code> at epoch {epoch_text(result)}); the full result is embedded in "
             f"this file as JSON (element <code>#analysis-result</code>).\n\n{items}\n")
 
 
