@@ -156,7 +156,7 @@ class Store:
         if self._has_meta():
             self._check_or_create()  # only reads
             return
-        with self.transaction(immediate=True):  # creation is serialised between processes
+        with self.transaction():  # creation is serialised between processes
             self._check_or_create()
 
     def _has_meta(self) -> bool:
@@ -182,9 +182,13 @@ class Store:
                 self.conn.execute(statement)
         self.conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
-    def transaction(self, immediate: bool = False) -> "_Transaction":
-        """``with store.transaction():`` commits on success and rolls back on any exception."""
-        return _Transaction(self.conn, immediate)
+    def transaction(self) -> "_Transaction":
+        """``with store.transaction():`` commits on success and rolls back on any exception.
+
+        Every transaction here writes, so each takes the write lock up front (BEGIN IMMEDIATE), where the
+        busy timeout applies: a deferred one that read first could not upgrade once another runner had
+        committed (SQLite's "database is locked", which waits for nobody)."""
+        return _Transaction(self.conn)
 
     def close(self) -> None:
         self.conn.close()
@@ -202,7 +206,7 @@ class Store:
 
     def bind_profile(self, profile: str) -> None:
         """Tie the store to one profile; sweeping another profile into it is an error."""
-        with self.transaction(immediate=True):  # two runners starting together must not both insert
+        with self.transaction():  # two runners starting together must not both insert
             self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('profile', ?)", (profile,))
             current = self.get_meta("profile")
             if current != profile:
@@ -231,7 +235,7 @@ class Store:
         the first one taken: at most ``limit(first_row)`` of them when ``limit`` is given, else
         ``max_runs``. Returns their rows (dicts), empty when nothing is left."""
         now = time.time()
-        with self.transaction(immediate=True):
+        with self.transaction():
             stale = self._reclaimable(now)
             if stale:
                 self.conn.executemany("UPDATE runs SET status='pending', holder=NULL WHERE run_id=?",
@@ -297,7 +301,7 @@ class Store:
     def import_complete(self, planned: PlannedRun, records: list[EpochRecord], profile: str, info: dict) -> bool:
         """Record a run trained elsewhere (a W&B agent, an import) as complete, with its epochs, in one
         transaction. Returns False, changing nothing, when that run is already complete here."""
-        with self.transaction(immediate=True):
+        with self.transaction():
             row = self.conn.execute("SELECT status FROM runs WHERE run_id=?", (planned.run_id,)).fetchone()
             if row and row[0] == "complete":
                 return False
@@ -351,16 +355,15 @@ class Store:
 
 
 class _Transaction:
-    def __init__(self, conn: sqlite3.Connection, immediate: bool = False):
+    def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
-        self.immediate = immediate
 
     def __enter__(self):
         if self.conn.in_transaction:  # nested: ride on the outer transaction
             self.nested = True
             return self.conn
         self.nested = False
-        self.conn.execute("BEGIN IMMEDIATE" if self.immediate else "BEGIN")
+        self.conn.execute("BEGIN IMMEDIATE")
         return self.conn
 
     def __exit__(self, exc_type, exc, tb) -> None:
