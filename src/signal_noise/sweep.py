@@ -212,7 +212,6 @@ def worker_loop(opts: SweepOptions, todo: list[str], index: int) -> None:
         finally:
             beat.stop()
             store.release(holder)
-            logger.close()
 
 
 class _Heartbeat(threading.Thread):

@@ -56,9 +56,6 @@ class RunLogger:
             self.broken = f"{type(exc).__name__}: {exc}"
             print(f"signal-noise: W&B logging switched off: {self.broken}", file=sys.stderr)
 
-    def close(self) -> None:
-        pass
-
 
 # ----------------------------------------------------------------------------- offline run files
 
@@ -176,16 +173,7 @@ def import_wandb(path: str, store_path: str, sweep: str | None = None, arm: str 
     return counts
 
 
-# ----------------------------------------------------------------------------- the W&B agent entry point
-
-def agent_main(argv: list[str] | None = None) -> int:
-    """What a W&B sweep's ``command`` runs: ``signal-noise-agent --arm=noise --profile=full
-    --num_layers=3 --batch_size=64 --hidden_size=20``. Trains that grid point of the arm, records it in
-    the store and logs it to the W&B run the agent started."""
-    from .cli import main
-
-    return main(["agent", *(argv if argv is not None else sys.argv[1:])])
-
+# ----------------------------------------------------------------------------- the CLI, including the W&B agent's entry point
 
 def register(sub) -> None:
     p = sub.add_parser("import-wandb", help="copy finished W&B runs (a project or one sweep) into a store")
@@ -196,6 +184,9 @@ def register(sub) -> None:
     p.add_argument("--profile", default="wandb", help="profile name to record (default: wandb)")
     p.set_defaults(func=_run_import)
 
+    # what a W&B sweep's command runs (sweeps/*.yaml): signal-noise agent --arm=noise --profile=full
+    # --num_layers=3 --batch_size=64 --hidden_size=20; it trains that grid point of the arm, records it in
+    # the store and logs it to the W&B run the agent started
     p = sub.add_parser("agent", help="train one grid point as a W&B sweep agent's command")
     p.add_argument("--arm", required=True)
     p.add_argument("--profile", default="full")
